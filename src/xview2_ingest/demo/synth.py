@@ -1,0 +1,199 @@
+"""Synthetic xView2 archives in the real layout, for the demo, the tests and benchmarks.
+
+``<split>/images/{disaster}_{id:08d}_{pre|post}_disaster.png``, the label JSON of the same
+stem under ``labels/``, and ``{stem}_target.png`` under ``targets/``, packed as
+``{split}_images_labels_targets.tar.gz`` (``tier3.tar.gz`` for tier3).  Images are tiny
+PNGs; labels follow the real schema (``features.lng_lat``/``features.xy`` with ``uid`` and,
+post-disaster, ``subtype``; the full ``metadata`` block).  :class:`SynthStats` returns what
+was written so tests can check an index against it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+import tarfile
+import uuid
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIER1_DISASTERS = {
+    "guatemala-volcano": "volcano",
+    "hurricane-florence": "flooding",
+    "hurricane-harvey": "flooding",
+    "hurricane-matthew": "wind",
+    "hurricane-michael": "wind",
+    "mexico-earthquake": "earthquake",
+    "midwest-flooding": "flooding",
+    "palu-tsunami": "tsunami",
+    "santa-rosa-wildfire": "fire",
+    "socal-fire": "fire",
+}
+TIER3_DISASTERS = {
+    "joplin-tornado": "tornado",
+    "lower-puna-volcano": "volcano",
+    "moore-tornado": "tornado",
+    "nepal-flooding": "flooding",
+    "pinery-bushfire": "fire",
+    "portugal-wildfire": "fire",
+    "sunda-tsunami": "tsunami",
+    "tuscaloosa-tornado": "tornado",
+    "woolsey-fire": "fire",
+}
+SUBTYPES = ("no-damage", "minor-damage", "major-damage", "destroyed", "un-classified")
+ARCHIVE_NAMES = {
+    "train": "train_images_labels_targets.tar.gz",
+    "test": "test_images_labels_targets.tar.gz",
+    "hold": "hold_images_labels_targets.tar.gz",
+    "tier3": "tier3.tar.gz",
+}
+
+
+def png(width: int, height: int, channels: int, fill: int | bytes = 0) -> bytes:
+    """A minimal valid 8-bit PNG (grey or RGB) of one fill value."""
+    color_type = {1: 0, 3: 2}[channels]
+    pixel = bytes([fill]) * channels if isinstance(fill, int) else bytes(fill[:channels])
+    raw = b"".join(b"\x00" + pixel * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+@dataclass
+class SynthStats:
+    """What the generator wrote, per split."""
+
+    pairs: Counter[str] = field(default_factory=Counter)
+    pairs_by_disaster: Counter[tuple[str, str]] = field(default_factory=Counter)
+    buildings: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(split, phase, subtype or '') -> buildings."""
+    members: Counter[str] = field(default_factory=Counter)
+    """split -> regular files in the archive."""
+
+
+def _polygon(rng: random.Random, x0: float, y0: float, scale: float) -> list[tuple[float, float]]:
+    w, h = rng.uniform(0.3, 1.0) * scale, rng.uniform(0.3, 1.0) * scale
+    return [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h), (x0, y0)]
+
+
+def _wkt(points: list[tuple[float, float]]) -> str:
+    return "POLYGON ((" + ", ".join(f"{x:.10g} {y:.10g}" for x, y in points) + "))"
+
+
+def label(
+    rng: random.Random, disaster: str, dtype: str, image_id: int, phase: str,
+    buildings: list[tuple[str, str | None]], size: int,
+) -> dict[str, object]:
+    """A label in the real schema; ``buildings`` is a list of (uid, subtype)."""
+    lon0, lat0 = rng.uniform(-120, 120), rng.uniform(-40, 50)
+    xy, lng_lat = [], []
+    for uid, subtype in buildings:
+        x, y = rng.uniform(0, size - 40), rng.uniform(0, size - 40)
+        pix = _polygon(rng, x, y, 30)
+        geo = [(lon0 + px * 3e-6, lat0 - py * 3e-6) for px, py in pix]
+        props: dict[str, object] = {"feature_type": "building", "uid": uid}
+        if subtype is not None:
+            props["subtype"] = subtype
+        xy.append({"properties": props, "wkt": _wkt(pix)})
+        lng_lat.append({"properties": dict(props), "wkt": _wkt(geo)})
+    stem = f"{disaster}_{image_id:08d}_{phase}_disaster"
+    return {
+        "features": {"lng_lat": lng_lat, "xy": xy},
+        "metadata": {
+            "sensor": "WORLDVIEW02",
+            "provider_asset_type": "WORLDVIEW02",
+            "gsd": round(rng.uniform(1.8, 2.6), 6),
+            "capture_date": f"2018-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T16:0{rng.randint(0, 9)}:00.000Z",
+            "off_nadir_angle": round(rng.uniform(5, 35), 6),
+            "pan_resolution": round(rng.uniform(0.4, 0.7), 6),
+            "sun_azimuth": round(rng.uniform(100, 200), 6),
+            "sun_elevation": round(rng.uniform(20, 70), 6),
+            "target_azimuth": round(rng.uniform(0, 360), 6),
+            "disaster": disaster,
+            "disaster_type": dtype,
+            "catalog_id": uuid.UUID(int=rng.getrandbits(128)).hex[:16],
+            "original_width": 1024,
+            "original_height": 1024,
+            "width": 1024,
+            "height": 1024,
+            "id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "img_name": f"{stem}.png",
+        },
+    }
+
+
+def make_split_archive(
+    out_dir: str | Path,
+    split: str,
+    pairs: int,
+    *,
+    seed: int = 0,
+    image_size: int = 16,
+    max_buildings: int = 6,
+    padding: int = 0,
+    stats: SynthStats | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write ``{split}`` as a .tar.gz of ``pairs`` pre/post image pairs; return its path.
+
+    ``padding`` adds incompressible bytes to each image so archives reach a chosen size.
+    """
+    rng = random.Random(f"{seed}-{split}")
+    stats = stats if stats is not None else SynthStats()
+    disasters = TIER3_DISASTERS if split == "tier3" else TIER1_DISASTERS
+    path = Path(out_dir) / (name or ARCHIVE_NAMES.get(split, f"{split}.tar.gz"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = png(image_size, image_size, 3, 90)
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for sub in ("images", "labels", "targets"):
+            info = tarfile.TarInfo(f"{split}/{sub}")
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        names = sorted(disasters)
+        for i in range(pairs):
+            disaster = names[i % len(names)]
+            image_id = i * 3 + rng.randint(0, 2)
+            n = rng.randint(0, max_buildings)
+            uids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(n)]
+            stats.pairs[split] += 1
+            stats.pairs_by_disaster[(split, disaster)] += 1
+            for phase in ("pre", "post"):
+                subtypes: list[str | None] = (
+                    [rng.choice(SUBTYPES) for _ in uids] if phase == "post" else [None] * n
+                )
+                for s in subtypes:
+                    stats.buildings[(split, phase, s or "")] += 1
+                stem = f"{disaster}_{image_id:08d}_{phase}_disaster"
+                doc = label(rng, disaster, disasters[disaster], image_id, phase,
+                            list(zip(uids, subtypes, strict=True)), 1024)
+                img = image + (rng.randbytes(padding) if padding else b"")
+                members = [
+                    (f"{split}/images/{stem}.png", img),
+                    (f"{split}/labels/{stem}.json", json.dumps(doc).encode()),
+                    (f"{split}/targets/{stem}_target.png", png(image_size, image_size, 1, 1)),
+                ]
+                for member, data in members:
+                    info = tarfile.TarInfo(member)
+                    info.size, info.mode, info.mtime = len(data), 0o644, 1_570_000_000
+                    tar.addfile(info, io.BytesIO(data))
+                    stats.members[split] += 1
+    return path
+
+
+def make_dataset(
+    out_dir: str | Path, pairs: dict[str, int] | None = None, *, seed: int = 0, **kw: object
+) -> tuple[list[Path], SynthStats]:
+    """Archives for several splits (default: a small train and test)."""
+    stats = SynthStats()
+    paths = [
+        make_split_archive(out_dir, split, n, seed=seed, stats=stats, **kw)  # type: ignore[arg-type]
+        for split, n in (pairs or {"train": 6, "test": 3}).items()
+    ]
+    return paths, stats

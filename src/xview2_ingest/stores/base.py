@@ -1,0 +1,111 @@
+"""The one small interface every destination implements.
+
+The transfer engine never knows where it writes.  It asks a :class:`Store` for an
+:class:`Upload` of a file of known size cut into equal parts, writes numbered parts in any
+order, checkpoints its own resume state through the upload, and finally publishes it
+(only after verification) or aborts it.  Nothing appears under the final name before
+:meth:`Upload.publish`.
+
+A new destination (GCS, Azure) is one new module implementing these two protocols and
+passing ``tests/test_stores.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """An unfinished upload left at the destination (for ``status`` and ``clean``)."""
+
+    name: str
+    started: str | None
+    parts_done: int
+    bytes_done: int
+    detail: str = ""
+
+
+@runtime_checkable
+class Upload(Protocol):
+    name: str
+    size: int
+    part_size: int
+
+    def done_parts(self) -> set[int]:
+        """Parts already persisted, from this run or an earlier one."""
+        ...
+
+    def write_part(self, index: int, data: memoryview) -> None:
+        """Persist part ``index`` (0-based; it covers ``index * part_size`` onwards)."""
+        ...
+
+    def read_part(self, index: int, into: memoryview) -> bool:
+        """Fill ``into`` with a persisted part; False if this store cannot read it back."""
+        ...
+
+    def load_state(self) -> dict[str, Any] | None:
+        """The engine's resume state saved by :meth:`checkpoint`, if any."""
+        ...
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Durably record the engine's state together with the parts done so far."""
+        ...
+
+    def publish(self) -> None:
+        """Make the file appear under its final name, atomically; drop resume state."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything written for this upload, resume state included."""
+        ...
+
+    def close(self) -> None:
+        """Release local resources, leaving the unfinished upload for a later run."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    url: str
+    """Where the store writes, for display (``/data/xview2`` or ``s3://bucket/prefix``)."""
+    min_part_size: int
+    max_parts: int
+
+    def open_upload(self, name: str, size: int, part_size: int) -> Upload:
+        """Resume the unfinished upload of ``name`` if its geometry matches, else start one."""
+        ...
+
+    def size_of(self, name: str) -> int | None:
+        """Size of the published file ``name``, or None when it is absent."""
+        ...
+
+    def read_bytes(self, name: str) -> bytes | None:
+        """A small published file (the manifest), or None."""
+        ...
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a small file atomically (the manifest, index files)."""
+        ...
+
+    def open_read(self, name: str) -> IO[bytes]:
+        """A forward-only binary stream of a published file (for extraction)."""
+        ...
+
+    def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
+        """Write ``size`` bytes from ``stream`` under ``name`` (an extracted member)."""
+        ...
+
+    def delete(self, name: str) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Published names under ``prefix`` with their sizes."""
+        ...
+
+    def pending_uploads(self) -> list[PendingUpload]: ...
+
+    def discard_pending(self, name: str | None = None) -> int:
+        """Abort unfinished uploads (all, or of ``name``); return how many."""
+        ...

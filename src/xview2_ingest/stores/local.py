@@ -1,0 +1,287 @@
+"""A local folder.  Parts are written at their offsets into ``.xview2/partial/NAME.part``
+(space reserved up front, so a full disk is found before the download, not after); a
+sidecar ``NAME.state.json`` records the parts done and the engine's digest state.  Data is
+``fdatasync``-ed before every checkpoint, so a checkpoint never claims bytes a crash or
+reboot could lose.  Publishing is ``os.replace`` into the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import DestinationError
+from .base import PendingUpload
+
+log = logging.getLogger(__name__)
+
+WORK_DIR = ".xview2"
+MiB = 1 << 20
+
+
+def _os_error(exc: OSError, name: str, action: str) -> DestinationError:
+    if exc.errno == errno.ENOSPC:
+        reason, hint = "the disk is full", "free space or choose another --dest; finished parts are kept"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason, hint = "permission denied", "choose a --dest you can write to"
+    else:
+        reason, hint = exc.strerror or str(exc), "check the destination folder"
+    return DestinationError(f"cannot {action}: {reason}", file=name, hint=hint)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class LocalUpload:
+    def __init__(self, store: LocalStore, name: str, size: int, part_size: int):
+        self.name, self.size, self.part_size = name, size, part_size
+        self._final = store.path_of(name)
+        base = store.work / "partial" / name.replace("/", "%2F")
+        self._data = base.with_name(base.name + ".part")
+        self._state_path = base.with_name(base.name + ".state.json")
+        self._lock = threading.Lock()
+        self._done: set[int] = set()
+        self._engine_state: dict[str, Any] | None = None
+        try:
+            self._data.parent.mkdir(parents=True, exist_ok=True)
+            previous = self._read_state()
+            if (
+                previous
+                and previous.get("size") == size
+                and previous.get("part_size") == part_size
+                and self._data.exists()
+                and self._data.stat().st_size == size
+            ):
+                self._done = set(previous.get("done", []))
+                self._engine_state = previous.get("engine")
+                self._fd = os.open(self._data, os.O_RDWR)
+            else:
+                self._state_path.unlink(missing_ok=True)
+                self._fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                self._reserve(size)
+        except OSError as exc:
+            raise _os_error(exc, name, f"create a temporary file in {store.url}") from None
+
+    def _reserve(self, size: int) -> None:
+        try:
+            os.posix_fallocate(self._fd, 0, size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                os.ftruncate(self._fd, size)
+            else:
+                raise
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            loaded = json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+    def done_parts(self) -> set[int]:
+        with self._lock:
+            return set(self._done)
+
+    def write_part(self, index: int, data: memoryview) -> None:
+        offset = index * self.part_size
+        try:
+            while data:
+                written = os.pwrite(self._fd, data, offset)
+                data, offset = data[written:], offset + written
+        except OSError as exc:
+            raise _os_error(exc, self.name, "write") from None
+        with self._lock:
+            self._done.add(index)
+
+    def read_part(self, index: int, into: memoryview) -> bool:
+        offset, view = index * self.part_size, into
+        while view:
+            n = os.preadv(self._fd, [view], offset)
+            if n <= 0:
+                return False
+            view, offset = view[n:], offset + n
+        return True
+
+    def load_state(self) -> dict[str, Any] | None:
+        return self._engine_state
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            done = sorted(self._done)
+        record = {"size": self.size, "part_size": self.part_size, "done": done, "engine": state}
+        try:
+            os.fdatasync(self._fd)
+            _atomic_write(self._state_path, json.dumps(record).encode())
+        except OSError as exc:
+            raise _os_error(exc, self.name, "save resume state") from None
+
+    def publish(self) -> None:
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._data, self._final)
+            _fsync_dir(self._final.parent)
+            self._state_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, self.name, "publish") from None
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._data.unlink(missing_ok=True)
+        self._state_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Leave the partial file and its state for a later run."""
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class LocalStore:
+    min_part_size = 4 * MiB
+    max_parts = 100_000
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+        self.work = self.root / WORK_DIR
+
+    def path_of(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise DestinationError("refusing a name outside the destination", file=name)
+        return path
+
+    def _ensure_root(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, self.url, "create the destination folder") from None
+
+    def open_upload(self, name: str, size: int, part_size: int) -> LocalUpload:
+        self._ensure_root()
+        return LocalUpload(self, name, size, part_size)
+
+    def size_of(self, name: str) -> int | None:
+        try:
+            return self.path_of(name).stat().st_size
+        except OSError:
+            return None
+
+    def read_bytes(self, name: str) -> bytes | None:
+        try:
+            return self.path_of(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _os_error(exc, name, "read") from None
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._ensure_root()
+        path = self.path_of(name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, data)
+        except OSError as exc:
+            raise _os_error(exc, name, "write") from None
+
+    def open_read(self, name: str) -> IO[bytes]:
+        try:
+            return open(self.path_of(name), "rb")
+        except OSError as exc:
+            raise _os_error(exc, name, "read") from None
+
+    def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
+        path = self.path_of(name)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as out:
+                remaining = size
+                while remaining:
+                    chunk = stream.read(min(remaining, 4 * MiB))
+                    if not chunk:
+                        raise DestinationError("source ended early", file=name)
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _os_error(exc, name, "write") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(name).unlink()
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        base = self.root / prefix if prefix else self.root
+        if not base.exists():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if d != WORK_DIR]
+            for fname in filenames:
+                full = Path(dirpath) / fname
+                if fname.startswith(".") and fname.endswith(".tmp"):
+                    continue
+                yield full.relative_to(self.root).as_posix(), full.stat().st_size
+
+    def pending_uploads(self) -> list[PendingUpload]:
+        out = []
+        partial = self.work / "partial"
+        for state_path in sorted(partial.glob("*.state.json")) if partial.exists() else []:
+            try:
+                state = json.loads(state_path.read_text())
+            except (OSError, ValueError):
+                continue
+            name = state_path.name.removesuffix(".state.json").replace("%2F", "/")
+            done = state.get("done", [])
+            part_size, size = state.get("part_size", 0), state.get("size", 0)
+            bytes_done = sum(min(part_size, size - i * part_size) for i in done)
+            started = datetime.fromtimestamp(state_path.stat().st_ctime, UTC).isoformat()
+            out.append(PendingUpload(name, started, len(done), bytes_done, "partial file"))
+        return out
+
+    def discard_pending(self, name: str | None = None) -> int:
+        count = 0
+        partial = self.work / "partial"
+        if not partial.exists():
+            return 0
+        for pending in self.pending_uploads():
+            if name is None or pending.name == name:
+                base = partial / pending.name.replace("/", "%2F")
+                base.with_name(base.name + ".part").unlink(missing_ok=True)
+                base.with_name(base.name + ".state.json").unlink(missing_ok=True)
+                count += 1
+        return count

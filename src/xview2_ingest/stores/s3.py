@@ -1,0 +1,338 @@
+"""S3 and S3-compatible object stores, through boto3.
+
+Data streams straight into a multipart upload: part *i* of the plan is upload part *i+1*,
+so parts finish in any order and nothing touches local disk.  The upload is completed
+only after the engine verified the digest, and aborted on a mismatch.  S3's own
+ListParts is the journal of finished parts; the engine's small resume state (upload id,
+digest state) is kept beside it as ``PREFIX/.xview2/state/NAME.json``.
+
+Credentials come from the standard AWS chain; ``AWS_ENDPOINT_URL`` (or ``endpoint_url``)
+selects an S3-compatible server, as in every AWS tool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from ..errors import DestinationError
+from .base import PendingUpload
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+STATE_DIR = ".xview2/state"
+
+
+def _error(exc: Exception, name: str, action: str, where: str) -> DestinationError:
+    if isinstance(exc, NoCredentialsError):
+        return DestinationError(
+            f"cannot {action} {where}: no AWS credentials found",
+            file=name,
+            hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        )
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            return DestinationError(
+                f"cannot {action} {where}: the bucket does not exist",
+                file=name,
+                hint="create it first, or check the bucket name and AWS_ENDPOINT_URL",
+            )
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+            return DestinationError(
+                f"cannot {action} {where}: access denied ({code})",
+                file=name,
+                hint="check the AWS credentials and the bucket policy; finished parts are kept",
+            )
+        return DestinationError(f"cannot {action} {where}: {code or exc}", file=name)
+    return DestinationError(f"cannot {action} {where}: {exc}", file=name)
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise DestinationError(f"{url!r} names no bucket", hint="use s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+class S3Upload:
+    def __init__(self, store: S3Store, name: str, size: int, part_size: int):
+        self.name, self.size, self.part_size = name, size, part_size
+        self._store, self._s3, self._bucket = store, store.client, store.bucket
+        self._key = store.key_of(name)
+        self._state_key = store.state_key(name)
+        self._lock = threading.Lock()
+        self._etags: dict[int, str] = {}
+        self._engine_state: dict[str, Any] | None = None
+        where = store.url
+        try:
+            state = store._read_json(self._state_key)
+            self._upload_id = self._resume(state)
+            if self._upload_id is None:
+                self._abort_strays()
+                created = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self._key)
+                self._upload_id = created["UploadId"]
+                self._write_state(None)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "start an upload to", where) from None
+
+    def _resume(self, state: dict[str, Any] | None) -> str | None:
+        if not state or state.get("size") != self.size or state.get("part_size") != self.part_size:
+            return None
+        upload_id = state.get("upload_id")
+        try:
+            paginator = self._s3.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self._bucket, Key=self._key, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    index = part["PartNumber"] - 1
+                    if part["Size"] == self._part_len(index):
+                        self._etags[index] = part["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return None
+            raise
+        self._engine_state = state.get("engine")
+        return str(upload_id)
+
+    def _abort_strays(self) -> None:
+        listing = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=self._key)
+        for upload in listing.get("Uploads", []):
+            if upload["Key"] == self._key:
+                log.info("aborting an untracked upload of %s", self.name)
+                self._s3.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=upload["UploadId"]
+                )
+
+    def _part_len(self, index: int) -> int:
+        return min(self.part_size, self.size - index * self.part_size)
+
+    def _write_state(self, engine: dict[str, Any] | None) -> None:
+        record = {
+            "upload_id": self._upload_id,
+            "key": self._key,
+            "size": self.size,
+            "part_size": self.part_size,
+            "engine": engine,
+        }
+        self._s3.put_object(Bucket=self._bucket, Key=self._state_key, Body=json.dumps(record))
+
+    def done_parts(self) -> set[int]:
+        with self._lock:
+            return set(self._etags)
+
+    def write_part(self, index: int, data: memoryview) -> None:
+        try:
+            reply = self._s3.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=index + 1,
+                Body=data,
+                ContentLength=data.nbytes,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
+        with self._lock:
+            self._etags[index] = reply["ETag"]
+
+    def read_part(self, index: int, into: memoryview) -> bool:
+        return False  # parts of an unfinished multipart upload cannot be read back
+
+    def load_state(self) -> dict[str, Any] | None:
+        return self._engine_state
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        try:
+            self._write_state(state)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, self.name, "save resume state to", self._store.url) from None
+
+    def publish(self) -> None:
+        with self._lock:
+            parts = [{"PartNumber": i + 1, "ETag": e} for i, e in sorted(self._etags.items())]
+        try:
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+            self._s3.delete_object(Bucket=self._bucket, Key=self._state_key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, self.name, "complete the upload to", self._store.url) from None
+
+    def abort(self) -> None:
+        try:
+            self._s3.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+            )
+            self._s3.delete_object(Bucket=self._bucket, Key=self._state_key)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("could not abort the upload of %s: %s", self.name, exc)
+
+    def close(self) -> None:
+        """Leave the multipart upload open for a later run."""
+
+
+class S3Store:
+    min_part_size = 8 * MiB
+    max_parts = 10_000
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        max_connections: int = 32,
+        client: Any = None,
+    ):
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        config = Config(
+            max_pool_connections=max(10, max_connections),
+            retries={"max_attempts": 5, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self.client = client or boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, config=config
+        )
+
+    def key_of(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def state_key(self, name: str) -> str:
+        return self.key_of(f"{STATE_DIR}/{name}.json")
+
+    def _read_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        try:
+            loaded = json.loads(body)
+        except ValueError:
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+    def open_upload(self, name: str, size: int, part_size: int) -> S3Upload:
+        return S3Upload(self, name, size, part_size)
+
+    def size_of(self, name: str) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key_of(name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise _error(exc, name, "read", self.url) from None
+        except BotoCoreError as exc:
+            raise _error(exc, name, "read", self.url) from None
+        return int(head["ContentLength"])
+
+    def read_bytes(self, name: str) -> bytes | None:
+        try:
+            return bytes(
+                self.client.get_object(Bucket=self.bucket, Key=self.key_of(name))["Body"].read()
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise _error(exc, name, "read", self.url) from None
+        except BotoCoreError as exc:
+            raise _error(exc, name, "read", self.url) from None
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key_of(name), Body=data)
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "write", self.url) from None
+
+    def open_read(self, name: str) -> IO[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key_of(name))["Body"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "read", self.url) from None
+        return body  # type: ignore[no-any-return]
+
+    def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
+        try:
+            if size <= 64 * MiB:
+                data = stream.read(size)
+                self.client.put_object(Bucket=self.bucket, Key=self.key_of(name), Body=data)
+            else:
+                self.client.upload_fileobj(stream, self.bucket, self.key_of(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "write", self.url) from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key_of(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "delete", self.url) from None
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        base = self.key_of(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base
+            ):
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][strip:]
+                    if not rel.startswith(".xview2/"):
+                        yield rel, int(obj["Size"])
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, prefix or "(listing)", "list", self.url) from None
+
+    def _uploads(self) -> list[dict[str, Any]]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=base
+            )
+            return [u for page in pages for u in page.get("Uploads", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, "(uploads)", "list uploads in", self.url) from None
+
+    def pending_uploads(self) -> list[PendingUpload]:
+        out = []
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for upload in self._uploads():
+            parts = self.client.list_parts(
+                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            ).get("Parts", [])
+            out.append(
+                PendingUpload(
+                    upload["Key"][strip:],
+                    upload.get("Initiated") and upload["Initiated"].isoformat(),
+                    len(parts),
+                    sum(p["Size"] for p in parts),
+                    f"multipart upload {upload['UploadId'][:12]}",
+                )
+            )
+        return out
+
+    def discard_pending(self, name: str | None = None) -> int:
+        count = 0
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for upload in self._uploads():
+            rel = upload["Key"][strip:]
+            if name is not None and rel != name:
+                continue
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+            self.client.delete_object(Bucket=self.bucket, Key=self.state_key(rel))
+            count += 1
+        return count

@@ -1,0 +1,101 @@
+"""Resumable SHA-1 and MD5: digests whose state can be saved and restored across runs.
+
+Resuming a transfer after a crash must not re-read the bytes already hashed (for S3 they
+are in an unfinished multipart upload and cannot be read back at all), so the digest's
+running state is checkpointed with the transfer.  :mod:`hashlib` objects cannot be
+serialised; OpenSSL's ``SHA1_*``/``MD5_*`` functions keep their whole state in a small
+plain struct that can.  We call them through :mod:`ctypes` on the very libcrypto that
+:mod:`hashlib` itself is linked against, so the speed is hashlib's (~2 GB/s SHA-1 on this
+class of machine, GIL released during each call) and no extra native dependency is
+needed.  (Measured alternatives: ``rehash`` refuses OpenSSL 3; ``cykooz.rehash`` is
+resumable but hashes at half the speed.)
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import hashlib
+from typing import Any
+
+_CTX_SIZE = 128  # SHA_CTX is 96 bytes and MD5_CTX 92; room to spare.
+_DIGEST_SIZE = {"sha1": 20, "md5": 16}
+_PREFIX = {"sha1": "SHA1", "md5": "MD5"}
+
+
+def _load_libcrypto() -> Any:
+    import _hashlib  # the OpenSSL binding hashlib uses; dlsym on it reaches libcrypto
+
+    lib = ctypes.CDLL(_hashlib.__file__)
+    for prefix in _PREFIX.values():
+        for suffix, args in (
+            ("_Init", [ctypes.c_void_p]),
+            ("_Update", [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+            ("_Final", [ctypes.c_void_p, ctypes.c_void_p]),
+        ):
+            fn = getattr(lib, prefix + suffix)
+            fn.argtypes = args
+            fn.restype = ctypes.c_int
+    return lib
+
+
+try:
+    _LIB: Any = _load_libcrypto()
+except (ImportError, OSError, AttributeError):  # pragma: no cover - exotic builds
+    _LIB = None
+
+ALGORITHMS = tuple(_DIGEST_SIZE)
+
+
+class Digest:
+    """A running digest (``sha1`` or ``md5``) whose state can be saved with :meth:`state`."""
+
+    def __init__(self, algorithm: str, state: str | None = None):
+        if algorithm not in _DIGEST_SIZE:
+            raise ValueError(f"unsupported digest {algorithm!r}")
+        self.algorithm = algorithm
+        self._fallback: Any = None
+        self._ctx = ctypes.create_string_buffer(_CTX_SIZE)
+        if _LIB is None:
+            if state is not None:
+                raise ValueError("this Python's OpenSSL cannot restore digest state")
+            self._fallback = hashlib.new(algorithm)
+            return
+        prefix = _PREFIX[algorithm]
+        self._update = getattr(_LIB, prefix + "_Update")
+        self._final = getattr(_LIB, prefix + "_Final")
+        if state is None:
+            getattr(_LIB, prefix + "_Init")(self._ctx)
+        else:
+            raw = base64.b64decode(state)
+            ctypes.memmove(self._ctx, raw, len(raw))
+
+    @property
+    def resumable(self) -> bool:
+        return self._fallback is None
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        if self._fallback is not None:
+            self._fallback.update(data)
+            return
+        view = memoryview(data)
+        if not view.contiguous or view.readonly:
+            view = memoryview(bytearray(view))
+        n = view.nbytes
+        if n:
+            c_buf = (ctypes.c_char * n).from_buffer(view)
+            self._update(self._ctx, c_buf, n)
+
+    def state(self) -> str | None:
+        """The running state, base64; None where the platform cannot save it."""
+        if self._fallback is not None:
+            return None
+        return base64.b64encode(self._ctx.raw).decode("ascii")
+
+    def hexdigest(self) -> str:
+        if self._fallback is not None:
+            return str(self._fallback.hexdigest())
+        ctx = ctypes.create_string_buffer(self._ctx.raw, _CTX_SIZE)
+        out = ctypes.create_string_buffer(_DIGEST_SIZE[self.algorithm])
+        self._final(out, ctx)
+        return out.raw.hex()
