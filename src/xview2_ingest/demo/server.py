@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from urllib.parse import quote
 from werkzeug.datastructures import Range
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+log = logging.getLogger(__name__)
 
 KEY_PAIR_ID = "APKADEMOKEYPAIR0000"
 _DENIED = (
@@ -72,12 +75,8 @@ class Faults:
 class _QuietHandler(WSGIRequestHandler):
     """Never log request lines: they carry the links' signatures."""
 
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass
-
     def log(self, type: str, message: str, *args: object) -> None:
-        if type == "error" and "fault injection" not in str(args):
-            super().log(type, message.replace("%s", "?") if "?" in str(args) else message, *args)
+        log.debug("demo server: %s", type)
 
 
 class SignedLinkServer:

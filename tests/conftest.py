@@ -1,0 +1,75 @@
+"""Shared fixtures: real servers on 127.0.0.1 (signed-link HTTP server, moto S3 server)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from xview2_ingest.catalog import Catalog
+from xview2_ingest.demo.server import Faults, SignedLinkServer
+from xview2_ingest.demo.synth import SynthStats, make_dataset
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto S3 server in server mode, reached over HTTP like any S3 endpoint."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    yield endpoint
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture()
+def s3(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture()
+def bucket(s3, request) -> str:  # type: ignore[no-untyped-def]
+    name = "b-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:20]
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SynthStats]:
+    """Small synthetic train and test archives in the real layout (a few MB each)."""
+    root = tmp_path_factory.mktemp("archives")
+    _, stats = make_dataset(root, {"train": 24, "test": 8}, padding=150_000)
+    return root, stats
+
+
+def catalog_for(root: Path) -> Catalog:
+    """A catalog with the true size and digests of every file in ``root``."""
+    entries: dict[str, object] = {}
+    for p in sorted(root.iterdir()):
+        data = p.read_bytes()
+        entries[p.name] = {"size": len(data), "sha1": hashlib.sha1(data).hexdigest(),
+                           "md5": hashlib.md5(data).hexdigest()}
+    return Catalog().with_overrides(entries)
+
+
+@pytest.fixture()
+def server(dataset: tuple[Path, SynthStats]) -> Iterator[SignedLinkServer]:
+    with SignedLinkServer(dataset[0], faults=Faults()) as srv:
+        yield srv
