@@ -24,7 +24,7 @@ def _catalog(catalog: Catalog | None, catalog_files: Sequence[str | os.PathLike[
     env = os.environ.get("XVIEW2_CATALOG")
     if not files and env:
         files = [p for p in env.split(os.pathsep) if p]
-    base = catalog or Catalog()
+    base = catalog if catalog is not None else Catalog()
     for path in files:
         base = base.with_file(path)
     return base

@@ -12,6 +12,7 @@ selects an S3-compatible server, as in every AWS tool.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -54,6 +55,33 @@ def _error(exc: Exception, name: str, action: str, where: str) -> DestinationErr
             )
         return DestinationError(f"cannot {action} {where}: {code or exc}", file=name)
     return DestinationError(f"cannot {action} {where}: {exc}", file=name)
+
+
+class _ViewReader(io.RawIOBase):
+    """A seekable file over a memoryview, so a part is sent without copying it whole."""
+
+    def __init__(self, view: memoryview):
+        self._view, self._pos = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._view.nbytes - self._pos)
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._view.nbytes}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -136,7 +164,7 @@ class S3Upload:
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=index + 1,
-                Body=data,
+                Body=io.BufferedReader(_ViewReader(data), 256 * 1024),
                 ContentLength=data.nbytes,
             )
         except (ClientError, BotoCoreError) as exc:

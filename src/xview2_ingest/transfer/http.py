@@ -32,6 +32,19 @@ from ..links import Link
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """urllib3 logs request lines with their query string: keep the signature out."""
+    message = record.getMessage()
+    if "?" in message:
+        record.msg, record.args = _QUERY.sub("?<redacted>", message), None
+    return True
+
+
+# A filter, not a handler: it only rewrites what urllib3 would log anyway.
+logging.getLogger("urllib3.connectionpool").addFilter(_redact_record)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _GZIP_NAMES = (".gz", ".tgz")
 

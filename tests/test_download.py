@@ -1,0 +1,179 @@
+"""Downloads end to end, against the signed-link server, into a folder and into moto S3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+
+from conftest import catalog_for
+from xview2_ingest import download, status
+from xview2_ingest.catalog import Catalog
+from xview2_ingest.demo.server import Faults, SignedLinkServer
+from xview2_ingest.errors import ChecksumMismatchError, ContentError, LinkExpiredError
+from xview2_ingest.progress import Event
+
+MiB = 1 << 20
+
+
+@pytest.fixture(params=["local", "s3"])
+def dest(request, tmp_path):  # type: ignore[no-untyped-def]
+    """A destination of each kind: a folder, or s3://bucket/prefix on the moto server."""
+    if request.param == "local":
+        yield str(tmp_path / "dest")
+        return
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = request.getfixturevalue("bucket")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    yield f"s3://{bucket}/xview2"
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def published(dest: str, name: str) -> bytes | None:
+    if dest.startswith("s3://"):
+        bucket, _, prefix = dest[5:].partition("/")
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        try:
+            return s3.get_object(Bucket=bucket, Key=f"{prefix}/{name}")["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+    path = Path(dest) / name
+    return path.read_bytes() if path.exists() else None
+
+
+def everything_written(dest: str) -> dict[str, bytes]:
+    """Every file or object under the destination, work files included."""
+    if dest.startswith("s3://"):
+        bucket, _, prefix = dest[5:].partition("/")
+        s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+    root = Path(dest)
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def pending_uploads(dest: str) -> int:
+    return len(status(dest).pending)
+
+
+def test_lands_every_archive_verified(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    names = sorted(p.name for p in root.iterdir())
+    events: list[Event] = []
+    report = download(server.links_text().split(), dest, catalog=catalog_for(root),
+                      progress=events.append)
+    assert report.exit_code == 0, report.summary()
+    assert [f.status for f in report.files] == ["verified"] * len(names)
+    for name in names:
+        assert published(dest, name) == (root / name).read_bytes()
+    manifest = json.loads(published(dest, "manifest.json") or b"{}")
+    for name in names:
+        entry = manifest["files"][name]
+        data = (root / name).read_bytes()
+        assert entry["size"] == len(data)
+        assert entry["sha1"] == hashlib.sha1(data).hexdigest()
+        assert entry["verified"] is True and entry["verified_at"]
+        assert entry["source"] == f"{server.base_url}/{name}"
+    kinds = {e.kind for e in events}
+    assert {"probed", "started", "bytes", "verifying", "published"} <= kinds
+    assert sum(e.done for e in events if e.kind == "bytes") == report.bytes_fetched
+    assert pending_uploads(dest) == 0
+
+
+def test_rerun_downloads_nothing(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    links = server.links_text().split()
+    assert download(links, dest, catalog=catalog_for(root)).ok
+    before = len(server.requests)
+    again = download(links, dest, catalog=catalog_for(root))
+    assert again.exit_code == 0
+    assert [f.status for f in again.files] == ["skipped", "skipped"]
+    assert again.bytes_fetched == 0
+    assert len(server.requests) == before  # not even a probe
+
+
+def test_checksum_mismatch_publishes_nothing(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    name = "test_images_labels_targets.tar.gz"
+    wrong = Catalog().with_overrides({name: {"sha1": "0" * 40}})
+    report = download([server.url_for(name)], dest, catalog=wrong)
+    assert report.exit_code == 1
+    error = report.files[0].error
+    assert isinstance(error, ChecksumMismatchError)
+    assert name in str(error) and "0" * 40 in str(error)
+    assert hashlib.sha1((root / name).read_bytes()).hexdigest() in str(error)
+    assert published(dest, name) is None
+    assert pending_uploads(dest) == 0  # the multipart upload was aborted, the temp file removed
+    assert not [k for k in everything_written(dest) if name in k]
+
+
+def test_expired_link_exits_3_and_names_the_file(server: SignedLinkServer, dest: str) -> None:
+    name = "train_images_labels_targets.tar.gz"
+    report = download([server.url_for(name, ttl=-30)], dest)
+    assert report.exit_code == 3
+    assert isinstance(report.files[0].error, LinkExpiredError)
+    assert name in str(report.files[0].error)
+    assert published(dest, name) is None
+
+
+def test_file_in_no_catalog_is_size_checked_and_unverified(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    name = "test_images_labels_targets.tar.gz"
+    report = download([server.url_for(name)], dest, catalog=Catalog({}))
+    assert report.exit_code == 0
+    assert report.files[0].status == "unverified"
+    assert published(dest, name) == (root / name).read_bytes()
+    assert status(dest, catalog=Catalog({})).files[0].state == "unverified"
+
+
+def test_size_disagreeing_with_catalog_is_refused_before_download(server: SignedLinkServer, dest: str) -> None:
+    name = "test_images_labels_targets.tar.gz"
+    report = download([server.url_for(name)], dest,
+                      catalog=Catalog().with_overrides({name: {"size": 5}}))
+    assert report.exit_code == 1
+    assert isinstance(report.files[0].error, ContentError)
+    assert report.bytes_fetched == 0
+
+
+def test_large_file_in_parallel_ranges(tmp_path: Path, dest: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(37 * MiB + 123)
+    (src / "big.bin").write_bytes(data)
+    catalog = Catalog().with_overrides({"big.bin": {"sha1": hashlib.sha1(data).hexdigest()}})
+    with SignedLinkServer(src, faults=Faults()) as srv:
+        report = download([srv.url_for("big.bin")], dest, catalog=catalog, connections=4,
+                          memory_mb=64)
+        ranges = [r for _, r in srv.requests if r]
+    assert report.exit_code == 0, report.summary()
+    assert published(dest, "big.bin") == data
+    assert len(ranges) >= 5  # the probe and one request per part
+
+
+def test_the_signature_never_leaks(server: SignedLinkServer, dataset, dest: str, caplog, capsys) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    caplog.set_level(logging.DEBUG)
+    links = server.links_text().split()
+    signatures = [link.split("Signature=")[1].split("&")[0] for link in links]
+    expired = server.url_for("train_images_labels_targets.tar.gz", ttl=-5)
+    signatures.append(expired.split("Signature=")[1].split("&")[0])
+    events: list[Event] = []
+    download([expired], dest, progress=events.append)
+    report = download(links, dest, catalog=catalog_for(root), progress=events.append)
+    assert report.ok
+    # The whole log, third-party loggers included (botocore's own SigV4 header aside).
+    assert "Key-Pair-Id=" not in caplog.text and "Expires=" not in caplog.text
+    assert not any(sig in caplog.text for sig in signatures)
+    texts = [*capsys.readouterr()]
+    texts += [repr(e) for e in events] + [str(f.error) for f in report.files]
+    texts += [data.decode("latin-1") for name, data in everything_written(dest).items()
+              if not name.endswith(".tar.gz")]
+    for text in texts:
+        assert "Signature=" not in text and "Expires=" not in text
+        for sig in signatures:
+            assert sig not in text
