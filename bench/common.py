@@ -230,7 +230,7 @@ class Nginx:
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf), "-e", str(errlog), "-p", str(self.dir)],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.dir / "nginx-stderr.log", "wb"),  # noqa: SIM115
+            stderr=open(self.dir / "nginx-stderr.log", "wb"),
         )
         wait_for_port(self.port, self.proc, "nginx")
         return self
@@ -270,7 +270,7 @@ class Moto:
         self.proc = subprocess.Popen(
             [binary, "-H", HOST, "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
-            stderr=open(WORK / "moto.log", "wb"),  # noqa: SIM115
+            stderr=open(WORK / "moto.log", "wb"),
             env={**os.environ, **S3_ENV},
         )
         wait_for_port(self.port, self.proc, "moto_server")
@@ -456,8 +456,10 @@ def write_section(key: str, body: str) -> None:
     block = f"{start}\n{body.rstrip()}\n{end}"
     text = DOCS.read_text() if DOCS.exists() else DOC_HEADER
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else (
-        text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _m: block, text)
+        if pattern.search(text)
+        else (text.rstrip() + "\n\n" + block + "\n")
     )
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(text)

@@ -129,6 +129,8 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
                    "(default: $XVIEW2_MAX_CONNECTIONS or 32)")
     p.add_argument("--memory-mb", type=int, help="buffer memory budget in MB "
                    "(default: $XVIEW2_MEMORY_MB or 128)")
+    p.add_argument("--part-size-mb", type=float, help="bytes per ranged request and upload "
+                   "part, in MiB (default: 4 local, 8 S3; grown to fit the store's part limit)")
     p.add_argument("--force", action="store_true", help="download even if already verified")
     p.add_argument("--all-digests", action="store_true",
                    help="compute every digest the catalog knows (default: SHA-1 only)")
@@ -214,6 +216,7 @@ def run_download(
             connections=args.connections,
             max_connections=args.max_connections,
             memory_mb=args.memory_mb,
+            part_size=int(args.part_size_mb * (1 << 20)) if args.part_size_mb else None,
             endpoint_url=args.endpoint_url,
             progress=view,
             force=args.force,

@@ -72,6 +72,8 @@ class Store(Protocol):
     url: str
     """Where the store writes, for display (``/data/xview2`` or ``s3://bucket/prefix``)."""
     min_part_size: int
+    """Smallest part the store accepts (the last part of a file may be smaller)."""
+    default_part_size: int
     max_parts: int
 
     def open_upload(self, name: str, size: int, part_size: int) -> Upload:

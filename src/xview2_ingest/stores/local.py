@@ -167,8 +167,9 @@ class LocalUpload:
 
 
 class LocalStore:
-    min_part_size = 4 * MiB
-    max_parts = 100_000
+    min_part_size = 256 * 1024
+    default_part_size = 4 * MiB
+    max_parts = 1_000_000
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).expanduser().absolute()

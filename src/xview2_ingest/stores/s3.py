@@ -212,7 +212,8 @@ class S3Upload:
 
 
 class S3Store:
-    min_part_size = 8 * MiB
+    min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
+    default_part_size = 8 * MiB
     max_parts = 10_000
 
     def __init__(

@@ -55,7 +55,7 @@ class TransferOptions:
     memory_budget: int = 128 * MiB
     """Bytes of part buffers in flight across all files: the run's memory bound."""
     part_size: int | None = None
-    """Bytes per part; default: the store's minimum, grown to stay under its part limit."""
+    """Bytes per part; default: the store's default, grown to stay under its part limit."""
     all_digests: bool = False
     """Compute every digest the catalog knows, not just the strongest one."""
     checkpoint_interval: float = 0.25
@@ -103,9 +103,10 @@ class BufferPool:
 
 
 def plan_part_size(size: int, store: Store, requested: int | None = None) -> int:
+    """The store's default (or the requested size), grown to stay under its part limit."""
     need = math.ceil(size / store.max_parts) if size else 0
-    part = max(store.min_part_size, requested or 0, need)
-    return math.ceil(part / MiB) * MiB
+    part = max(store.min_part_size, requested or store.default_part_size, need)
+    return math.ceil(part / (64 * 1024)) * 64 * 1024
 
 
 def choose_algorithms(entry: CatalogEntry, all_digests: bool) -> list[str]:

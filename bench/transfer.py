@@ -1,0 +1,637 @@
+"""Side-by-side transfer benchmark: xview2 against aria2c, curl, rclone and the naive way.
+
+One command runs every scenario on 127.0.0.1 against a private nginx (per-connection
+``limit_rate`` for the throttled cases) and a private ``moto_server`` (a fresh one for
+every S3 run), prints wall time, peak RSS and xview2's ratio to each peer, checks the
+targets and rewrites the "transfer" section of ``docs/benchmarks.md``::
+
+    python bench/transfer.py            # the real figures (1, 2 and 4 GiB files)
+    python bench/transfer.py --quick    # a smoke run with small files (< 2 minutes)
+
+Missing peers are reported with the command that installs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    MB,
+    S3_ENV,
+    WORK,
+    GiB,
+    Measure,
+    MiB,
+    Moto,
+    Nginx,
+    TestFile,
+    catalog_for,
+    fresh_dir,
+    machine,
+    machine_markdown,
+    make_file,
+    require,
+    settle,
+    step,
+    timed,
+    warm,
+    which,
+    write_section,
+)
+
+BENCH = Path(__file__).resolve().parent
+PEERS = BENCH / "peers.py"
+RSS_LIMIT_MB = 256.0
+# boto3 upload_file settings tried for the S3 server's ceiling; the best one counts.
+CEILING_CONFIGS = [(8, 10), (16, 8), (32, 8), (64, 4)]
+
+
+@dataclass
+class Target:
+    label: str
+    value: float | None
+    limit: float
+    unit: str = "x"
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.value is None else self.value <= self.limit
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    size: int
+    results: list[Measure] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def get(self, tool: str) -> Measure | None:
+        return next((m for m in self.results if m.tool == tool), None)
+
+    def ratio(self, tool: str, peer: str) -> float | None:
+        a, b = self.get(tool), self.get(peer)
+        if not a or not b or not a.ok or not b.ok or b.seconds <= 0:
+            return None
+        return a.seconds / b.seconds
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.tools = require(
+            ["time", "nginx", "aria2c", "curl", "sha1sum", "rclone", "moto_server"]
+        )
+        try:
+            import requests  # noqa: F401
+        except ImportError:
+            require(["requests"])  # prints the hint and exits
+        self.xview2_cli = self._find_cli()
+        self.runs = 0
+
+    # -- xview2 -------------------------------------------------------------------------
+    def _find_cli(self) -> str | None:
+        path = which("xview2")
+        if not path:
+            return None
+        probe = subprocess.run(
+            [path, "download", "--help"], capture_output=True, text=True, check=False
+        )
+        return path if probe.returncode == 0 and "--catalog" in probe.stdout else None
+
+    def xview2_argv(
+        self,
+        url: str,
+        dest: str,
+        catalog: Path,
+        connections: int | None,
+        endpoint: str | None = None,
+    ) -> list[str]:
+        if self.xview2_cli:
+            argv = [self.xview2_cli, "download", url, "--dest", dest, "--catalog", str(catalog)]
+            if connections:
+                argv += ["--connections", str(connections)]
+            if endpoint:
+                argv += ["--endpoint-url", endpoint]
+            return [*argv, "--quiet"]
+        argv = [sys.executable, str(PEERS), "api", url, "--dest", dest, "--catalog", str(catalog)]
+        if connections:
+            argv += ["--connections", str(connections)]
+        if endpoint:
+            argv += ["--endpoint-url", endpoint]
+        return argv
+
+    @property
+    def xview2_how(self) -> str:
+        return (
+            "the `xview2` command" if self.xview2_cli else "the Python API (`bench/peers.py api`)"
+        )
+
+    # -- local contenders ---------------------------------------------------------------------
+    def run_local(
+        self,
+        tool: str,
+        argv: list[str],
+        out: Path,
+        expect: TestFile,
+        check_sha1_in_output: bool = False,
+    ) -> Measure:
+        settle()
+        m = timed(tool, argv)
+        got = out.stat().st_size if out.exists() else None
+        if m.ok and got != expect.size:
+            m.ok, m.detail = False, f"wrote {got} bytes, expected {expect.size}"
+        if m.ok and check_sha1_in_output:
+            text = (WORK / "logs" / f"{_slug(tool)}.out").read_text(errors="replace")
+            if expect.sha1 not in text:
+                m.ok, m.detail = False, "sha1sum printed another digest"
+        self._show(m, expect.size)
+        if out.exists():
+            out.unlink()
+        return m
+
+    def local_contenders(
+        self,
+        url: str,
+        f: TestFile,
+        connections: int | None,
+        label: str,
+    ) -> dict[str, Callable[[], Measure]]:
+        cat = catalog_for([f], WORK / "catalog.json")
+
+        def xview2() -> Measure:
+            dest = fresh_dir(WORK / "dest" / "xview2")
+            argv = self.xview2_argv(url, str(dest), cat, connections)
+            return self.run_local(f"xview2 {label}".strip(), argv, dest / f.name, f)
+
+        def aria2c() -> Measure:
+            dest = fresh_dir(WORK / "dest" / "aria2c")
+            argv = [
+                self.tools["aria2c"],
+                "-x16",
+                "-s16",
+                "-k1M",
+                f"--checksum=sha-1={f.sha1}",
+                "--file-allocation=falloc",
+                "--allow-overwrite=true",
+                "--auto-file-renaming=false",
+                "--console-log-level=warn",
+                "--summary-interval=0",
+                "--download-result=hide",
+                "-d",
+                str(dest),
+                "-o",
+                f.name,
+                url,
+            ]
+            return self.run_local("aria2c -x16 -s16", argv, dest / f.name, f)
+
+        def curl() -> Measure:
+            dest = fresh_dir(WORK / "dest" / "curl")
+            out = dest / f.name
+            script = (
+                f"{shlex.quote(self.tools['curl'])} -sS --fail -o {shlex.quote(str(out))} "
+                f"{shlex.quote(url)} && {shlex.quote(self.tools['sha1sum'])} "
+                f"{shlex.quote(str(out))}"
+            )
+            return self.run_local(
+                "curl -o f && sha1sum f", ["sh", "-c", script], out, f, check_sha1_in_output=True
+            )
+
+        return {"xview2": xview2, "aria2c": aria2c, "curl": curl}
+
+    # -- S3 contenders ----------------------------------------------------------------------
+    def run_s3(
+        self,
+        tool: str,
+        make_argv: Callable[[Moto, str, str], list[str]],
+        f: TestFile,
+        make_env: Callable[[Moto], dict[str, str]] | None = None,
+    ) -> Measure:
+        """One contender against a fresh moto_server and bucket; the object is checked."""
+        self.runs += 1
+        bucket, key = f"bench-{self.runs}", f"ingest/{f.name}"
+        settle()
+        with Moto() as moto:
+            s3 = moto.client()
+            s3.create_bucket(Bucket=bucket)
+            env = {**S3_ENV, **(make_env(moto) if make_env else {})}
+            m = timed(tool, make_argv(moto, bucket, key), env=env)
+            try:
+                got: int | None = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+            except Exception as exc:
+                got, m.detail = None, m.detail or f"no object: {exc}"
+            if m.ok and got != f.size:
+                m.ok, m.detail = False, f"object has {got} bytes, expected {f.size}"
+            m.extra["server_rss_mb"] = moto.rss_mb()
+            for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+        self._show(m, f.size)
+        return m
+
+    def s3_contenders(
+        self,
+        url: str,
+        f: TestFile,
+        connections: int | None,
+        label: str = "",
+    ) -> dict[str, Callable[[], Measure]]:
+        cat = catalog_for([f], WORK / "catalog.json")
+        rclone_conf = WORK / "rclone.conf"
+        rclone_conf.write_text("")
+
+        def xview2() -> Measure:
+            return self.run_s3(
+                f"xview2 {label}".strip(),
+                lambda moto, bucket, key: self.xview2_argv(
+                    url,
+                    f"s3://{bucket}/{key.rsplit('/', 1)[0]}",
+                    cat,
+                    connections,
+                    moto.endpoint,
+                ),
+                f,
+            )
+
+        def naive() -> Measure:
+            return self.run_s3(
+                "naive (requests -> upload_fileobj)",
+                lambda moto, bucket, key: [
+                    sys.executable,
+                    str(PEERS),
+                    "naive",
+                    url,
+                    "--endpoint",
+                    moto.endpoint,
+                    "--bucket",
+                    bucket,
+                    "--key",
+                    key,
+                ],
+                f,
+            )
+
+        def rclone() -> Measure:
+            def env(moto: Moto) -> dict[str, str]:
+                return {
+                    "RCLONE_CONFIG": str(rclone_conf),
+                    "RCLONE_CONFIG_BENCH_TYPE": "s3",
+                    "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+                    "RCLONE_CONFIG_BENCH_ENDPOINT": moto.endpoint,
+                    "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": S3_ENV["AWS_ACCESS_KEY_ID"],
+                    "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": S3_ENV["AWS_SECRET_ACCESS_KEY"],
+                    "RCLONE_CONFIG_BENCH_REGION": S3_ENV["AWS_DEFAULT_REGION"],
+                    "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true",
+                }
+
+            return self.run_s3(
+                "rclone copyurl",
+                lambda moto, bucket, key: [
+                    self.tools["rclone"],
+                    "copyurl",
+                    url,
+                    f"bench:{bucket}/{key}",
+                ],
+                f,
+                env,
+            )
+
+        return {"xview2": xview2, "naive": naive, "rclone": rclone}
+
+    def ceiling(self, f: TestFile) -> Measure:
+        best: Measure | None = None
+        tried = []
+        for chunk, conc in CEILING_CONFIGS:
+            m = self.run_s3(
+                f"ceiling: upload_file {chunk} MiB x{conc}",
+                lambda moto, bucket, key, chunk=chunk, conc=conc: [
+                    sys.executable,
+                    str(PEERS),
+                    "ceiling",
+                    str(f.path),
+                    "--endpoint",
+                    moto.endpoint,
+                    "--bucket",
+                    bucket,
+                    "--key",
+                    key,
+                    "--chunk-mib",
+                    str(chunk),
+                    "--concurrency",
+                    str(conc),
+                ],
+                f,
+            )
+            tried.append(f"{chunk} MiB x{conc}: {m.seconds:.2f}s")
+            if m.ok and (best is None or m.seconds < best.seconds):
+                best = m
+        assert best is not None, "no ceiling run succeeded"
+        best.extra["tried"] = tried
+        best.tool = (
+            "S3 server ceiling (boto3 upload_file, best of: " + best.tool.split(": ")[1] + ")"
+        )
+        return best
+
+    # -- display -----------------------------------------------------------------------------
+    @staticmethod
+    def _show(m: Measure, size: int) -> None:
+        rss = f"{m.peak_rss_mb:7.1f} MB" if m.peak_rss_mb else "      ?"
+        state = "ok" if m.ok else "FAILED"
+        print(
+            f"   {m.tool:<44} {m.seconds:8.2f} s {size / MB / m.seconds:8.1f} MB/s "
+            f"peak RSS {rss}  {state}",
+            flush=True,
+        )
+        if not m.ok:
+            print("      " + m.detail.strip().replace("\n", "\n      "), flush=True)
+
+
+def _slug(tool: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", tool)
+
+
+# -- scenarios ------------------------------------------------------------------------------
+
+
+def throttled_local(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
+    f = make_file(size)
+    warm(f.path)
+    rate = b.args.rate_mb
+    sc = Scenario(
+        "throttled-local",
+        f"{_gib(size)} to local disk, {rate:g} MB/s per connection",
+        size,
+    )
+    url = nginx.url(f.name, throttled=True)
+    run = b.local_contenders(url, f, conns, f"--connections {conns}")
+    sc.results = [run["xview2"](), run["aria2c"](), run["curl"]()]
+    x, a, c = sc.results[0].tool, sc.results[1].tool, sc.results[2].tool
+    sc.targets = [Target(f"xview2 / aria2c -x16 -s16 ({sc.title})", sc.ratio(x, a), 0.9)]
+    sc.notes.append(f"xview2 / curl: {_fmt(sc.ratio(x, c))}")
+    return sc
+
+
+def unthrottled_local(b: Bench, nginx: Nginx, size: int) -> Scenario:
+    f = make_file(size)
+    warm(f.path)
+    sc = Scenario("unthrottled-local", f"{_gib(size)} to local disk, unthrottled", size)
+    url = nginx.url(f.name)
+    run = b.local_contenders(url, f, b.args.connections_unthrottled, "")
+    sc.results = [run["xview2"](), run["curl"](), run["aria2c"]()]
+    x, c, a = (m.tool for m in sc.results)
+    sc.targets = [Target(f"xview2 / (curl + sha1sum) ({sc.title})", sc.ratio(x, c), 0.7)]
+    sc.notes.append(f"xview2 / aria2c: {_fmt(sc.ratio(x, a))}")
+    return sc
+
+
+def s3_throttled(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
+    f = make_file(size)
+    warm(f.path)
+    rate = b.args.rate_mb
+    sc = Scenario(
+        "s3-throttled", f"{_gib(size)} to S3 from a {rate:g} MB/s-per-connection server", size
+    )
+    url = nginx.url(f.name, throttled=True)
+    run = b.s3_contenders(url, f, conns, f"--connections {conns}")
+    sc.results = [run["xview2"](), run["naive"](), run["rclone"]()]
+    x, n, r = (m.tool for m in sc.results)
+    sc.targets = [
+        Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 0.25),
+        Target(f"xview2 / rclone copyurl ({sc.title})", sc.ratio(x, r), 0.25),
+    ]
+    return sc
+
+
+def s3_unthrottled(b: Bench, nginx: Nginx, size: int) -> Scenario:
+    f = make_file(size)
+    warm(f.path)
+    sc = Scenario("s3-unthrottled", f"{_gib(size)} to S3, unthrottled", size)
+    url = nginx.url(f.name)
+    run = b.s3_contenders(url, f, b.args.connections_unthrottled)
+    sc.results = [run["xview2"](), run["naive"](), run["rclone"](), b.ceiling(f)]
+    x, n, _r, c = (m.tool for m in sc.results)
+    sc.targets = [
+        Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 1.0),
+        Target(f"xview2 / S3 server ceiling ({sc.title})", sc.ratio(x, c), 1.15),
+    ]
+    sc.notes.append("ceiling runs: " + "; ".join(sc.results[-1].extra.get("tried", [])))  # type: ignore[arg-type]
+    return sc
+
+
+def big_rss(b: Bench, nginx: Nginx, size: int) -> Scenario:
+    f = make_file(size)
+    warm(f.path)
+    sc = Scenario("rss", f"peak RSS of xview2, {_gib(size)} file, unthrottled", size)
+    url = nginx.url(f.name)
+    local = b.local_contenders(url, f, b.args.connections_unthrottled, "(local)")["xview2"]()
+    s3 = b.s3_contenders(url, f, b.args.connections_unthrottled, "(S3)")["xview2"]()
+    sc.results = [local, s3]
+    for m, where in ((local, "local"), (s3, "S3")):
+        value = m.peak_rss_mb * MiB / MB if m.peak_rss_mb and m.ok else None
+        sc.targets.append(
+            Target(f"xview2 peak RSS, {_gib(size)} to {where}", value, RSS_LIMIT_MB, " MB")
+        )
+    return sc
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _gib(size: int) -> str:
+    return f"{size / GiB:g} GiB" if size >= GiB // 4 else f"{size / MiB:g} MiB"
+
+
+def _fmt(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}"
+
+
+def table(sc: Scenario) -> str:
+    x = sc.results[0]
+    rows = [
+        f"**{sc.title}**",
+        "",
+        "| contender | wall time | throughput | peak RSS | xview2 time ÷ this |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in sc.results:
+        mbps = sc.size / MB / m.seconds if m.ok else 0
+        rss = f"{m.peak_rss_mb * MiB / MB:.0f} MB" if m.peak_rss_mb else "?"
+        ratio = "—" if m is x or sc.key == "rss" else _fmt(sc.ratio(x.tool, m.tool))
+        status = "" if m.ok else " (FAILED)"
+        rows.append(f"| {m.tool}{status} | {m.seconds:.2f} s | {mbps:.0f} MB/s | {rss} | {ratio} |")
+    for note in sc.notes:
+        rows += ["", note]
+    return "\n".join(rows)
+
+
+def targets_table(scenarios: list[Scenario]) -> str:
+    rows = ["| target | measured | limit | met |", "|---|---:|---:|:---:|"]
+    for sc in scenarios:
+        for t in sc.targets:
+            value = (
+                "n/a"
+                if t.value is None
+                else (
+                    f"{t.value:.0f}{t.unit}" if t.unit.strip() == "MB" else f"{t.value:.2f}{t.unit}"
+                )
+            )
+            limit = f"{t.limit:.0f}{t.unit}" if t.unit.strip() == "MB" else f"{t.limit:g}{t.unit}"
+            met = {True: "yes", False: "**no**", None: "n/a"}[t.met]
+            rows.append(f"| {t.label} | {value} | {limit} | {met} |")
+    return "\n".join(rows)
+
+
+def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed: float) -> str:
+    args = b.args
+    command = "python bench/transfer.py" + (" --quick" if args.quick else "")
+    if args.size_gib:
+        command += f" --size-gib {args.size_gib:g}"
+    parts = [
+        "## Transfer: xview2 side by side with aria2c, curl, rclone and the naive way",
+        "",
+        f"Command: `{command}` (one run of each contender; total {elapsed / 60:.1f} min;"
+        f" xview2 run through {b.xview2_how}; generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
+        "",
+        "Machine:",
+        "",
+        machine_markdown(info),
+        "",
+        "How it is measured:",
+        "",
+        "- Web server: nginx on 127.0.0.1 (`sendfile on`, files in the page cache); the"
+        f" throttled location has `limit_rate {args.rate_mb * MB:.0f}` (bytes/s, per"
+        " connection). S3: `moto_server` on 127.0.0.1, a fresh process and bucket for every"
+        " run (moto is in-memory and is the bottleneck of every S3 figure).",
+        "- Wall time from the harness's own clock around the whole command; peak RSS is GNU"
+        " `time -v`'s maximum resident set size of the command (for `sh -c 'a && b'`, the"
+        " largest step). Destination emptied and `sync` run before each contender.",
+        "- Every contender is checked afterwards (file size or S3 object size; the digest"
+        " where the contender verifies). xview2 and aria2c (`--checksum=sha-1=...`) verify"
+        " SHA-1; `curl` is followed by `sha1sum`; the naive way and `rclone copyurl` verify"
+        " nothing (a favour to them).",
+        f"- xview2: `--connections {args.connections}` where throttled, the default"
+        f" ({args.connections_unthrottled or 'CLI default'}) unthrottled; catalog file with"
+        " size and SHA-1. aria2c: `-x16 -s16 -k1M --file-allocation=falloc`. The naive way:"
+        " `requests.get(url, stream=True)` into `boto3` `upload_fileobj` with default settings."
+        " rclone: `rclone copyurl URL remote:bucket/key`, defaults. Ceiling: `boto3`"
+        " `upload_file` of the same bytes from local disk, best of several chunk size /"
+        " concurrency settings.",
+        "- Ratio = xview2's wall time ÷ the contender's (below 1: xview2 is faster).",
+        "",
+    ]
+    for sc in scenarios:
+        parts += [table(sc), ""]
+    parts += ["Targets:", "", targets_table(scenarios), ""]
+    return "\n".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small files, for a smoke run")
+    parser.add_argument(
+        "--size-gib",
+        type=float,
+        default=None,
+        help="base size (default 1; the unthrottled local file is 2x, the RSS file 4x)",
+    )
+    parser.add_argument(
+        "--rate-mb",
+        type=float,
+        default=20.0,
+        help="per-connection cap of the throttled server, MB/s (default 20)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="xview2 --connections for the throttled scenarios (default 16)",
+    )
+    parser.add_argument(
+        "--connections-unthrottled",
+        type=int,
+        default=None,
+        help="xview2 --connections unthrottled (default: the CLI's default)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=["throttled-local", "unthrottled-local", "s3-throttled", "s3-unthrottled", "rss"],
+    )
+    parser.add_argument("--skip-rss", action="store_true", help="skip the 4 GiB peak-RSS runs")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args()
+
+    base = int((args.size_gib or 1) * GiB)
+    if args.quick and not args.size_gib:
+        base = 48 * MiB
+    wanted = set(
+        args.only
+        or ["throttled-local", "unthrottled-local", "s3-throttled", "s3-unthrottled", "rss"]
+    )
+    if args.quick or args.skip_rss:
+        wanted.discard("rss") if args.only is None else None
+
+    b = Bench(args)
+    print(f"xview2 runs through {b.xview2_how}")
+    info = machine()
+    started = time.perf_counter()
+    scenarios: list[Scenario] = []
+    with Nginx(rate=int(args.rate_mb * MB)) as nginx:
+        print(f"nginx on 127.0.0.1:{nginx.port} (pid {nginx.proc.pid if nginx.proc else '?'})")
+        plan: list[tuple[str, Callable[[], Scenario]]] = [
+            ("throttled-local", lambda: throttled_local(b, nginx, base, args.connections)),
+            ("unthrottled-local", lambda: unthrottled_local(b, nginx, 2 * base)),
+            ("s3-throttled", lambda: s3_throttled(b, nginx, base, args.connections)),
+            ("s3-unthrottled", lambda: s3_unthrottled(b, nginx, base)),
+            ("rss", lambda: big_rss(b, nginx, 4 * base)),
+        ]
+        for key, fn in plan:
+            if key not in wanted:
+                continue
+            with step(key):
+                scenarios.append(fn())
+    elapsed = time.perf_counter() - started
+
+    print()
+    for sc in scenarios:
+        print(table(sc) + "\n")
+    print(targets_table(scenarios))
+    results = WORK / "results.json"
+    results.write_text(
+        json.dumps(
+            [
+                {
+                    "scenario": sc.key,
+                    "title": sc.title,
+                    "size": sc.size,
+                    "results": [asdict(m) for m in sc.results],
+                    "targets": [{**asdict(t), "met": t.met} for t in sc.targets],
+                }
+                for sc in scenarios
+            ],
+            indent=2,
+        )
+    )
+    if not args.no_docs:
+        write_section("transfer", markdown(b, scenarios, info, elapsed))
+        print("\nwrote docs/benchmarks.md (transfer section)")
+    failed = [m for sc in scenarios for m in sc.results if not m.ok]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The xview2 command as a user runs it: a subprocess, exit codes, stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import catalog_for
+from xview2_ingest.demo.server import SignedLinkServer
+
+
+def xview2(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "xview2_ingest.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_catalog(root: Path, path: Path) -> Path:
+    cat = catalog_for(root)
+    path.write_text(json.dumps({n: {"size": e.size, "sha1": e.sha1} for n, e in cat.items()
+                                if n.endswith(".tar.gz") and (root / n).exists()}))
+    return path
+
+
+def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    links = tmp_path / "links.txt"
+    links.write_text("# pasted from the download page\n" + server.links_text())
+    cat = write_catalog(root, tmp_path / "cat.json")
+    dest = tmp_path / "dest"
+    run = xview2("download", "--links", str(links), "--dest", str(dest), "--catalog", str(cat))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert "2 verified" in run.stderr.splitlines()[-1]
+    assert "Signature" not in run.stderr
+    for p in root.iterdir():
+        assert (dest / p.name).read_bytes() == p.read_bytes()
+    st = xview2("status", "--dest", str(dest), "--json", "--catalog", str(cat))
+    assert st.returncode == 0
+    states = {f["name"]: f["state"] for f in json.loads(st.stdout)["files"]}
+    assert states["train_images_labels_targets.tar.gz"] == "verified"
+    assert states["hold_images_labels_targets.tar.gz"] == "missing"
+    again = xview2("download", "--links", str(links), "--dest", str(dest), "--catalog", str(cat))
+    assert again.returncode == 0 and "2 skipped" in again.stderr and "0.0 MB" in again.stderr
+
+
+def test_links_from_stdin_and_env_dest(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, _ = dataset
+    cat = write_catalog(root, tmp_path / "cat.json")
+    run = xview2("download", "--links", "-", "--catalog", str(cat), "--quiet",
+                 stdin=server.links_text(), env={"XVIEW2_DEST": str(tmp_path / "envdest")})
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert (tmp_path / "envdest" / "manifest.json").exists()
+
+
+def test_expired_links_exit_3_and_list_the_files(server: SignedLinkServer, tmp_path: Path) -> None:
+    links = tmp_path / "links.txt"
+    links.write_text(server.links_text(ttl=-60))
+    run = xview2("download", "--links", str(links), "--dest", str(tmp_path / "d"))
+    assert run.returncode == 3
+    assert "need fresh links" in run.stderr
+    assert "train_images_labels_targets.tar.gz" in run.stderr
+    assert "test_images_labels_targets.tar.gz" in run.stderr
+    assert "Signature" not in run.stderr
+
+
+def test_checksum_mismatch_exits_1(server: SignedLinkServer, tmp_path: Path) -> None:
+    cat = tmp_path / "cat.json"
+    cat.write_text(json.dumps({"test_images_labels_targets.tar.gz": {"sha1": "1" * 40}}))
+    run = xview2("download", server.url_for("test_images_labels_targets.tar.gz"),
+                 "--dest", str(tmp_path / "d"), "--catalog", str(cat))
+    assert run.returncode == 1
+    assert "sha1 mismatch" in run.stderr and "1" * 40 in run.stderr
+    assert not (tmp_path / "d" / "test_images_labels_targets.tar.gz").exists()
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
+    bad_links = tmp_path / "links.txt"
+    bad_links.write_text("ftp://example.invalid/x.tar.gz\n")
+    bad_cat = tmp_path / "cat.json"
+    bad_cat.write_text("{oops")
+    for args in (
+        ["download"],
+        ["download", "--links", str(bad_links)],
+        ["download", "--links", str(tmp_path / "missing.txt")],
+        ["download", "https://127.0.0.1:1/x.tar.gz", "--catalog", str(bad_cat)],
+        ["download", "https://127.0.0.1:1/x.tar.gz", "--connections", "0"],
+        ["nonsense"],
+    ):
+        run = xview2(*args)
+        assert run.returncode == 2, (args, run.stderr)
+        assert "Traceback" not in run.stderr
+        assert run.stderr.strip()
