@@ -339,7 +339,7 @@ class Bench:
         assert best is not None, "no ceiling run succeeded"
         best.extra["tried"] = tried
         best.tool = (
-            "S3 server ceiling (boto3 upload_file, best of: " + best.tool.split(": ")[1] + ")"
+            "S3 server ceiling (boto3 upload_file " + best.tool.split("upload_file ")[1] + ")"
         )
         return best
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,6 +27,38 @@ log = logging.getLogger(__name__)
 
 WORK_DIR = ".xview2"
 MiB = 1 << 20
+SYNC_INTERVAL = 1.0
+"""Seconds between data syncs: what a power cut can cost, at most."""
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _runs(indices: set[int]) -> list[list[int]]:
+    """{0,1,2,5,6} -> [[0, 3], [5, 7]]: a compact journal of the parts done."""
+    out: list[list[int]] = []
+    for i in sorted(indices):
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return out
+
+
+def _unruns(runs: list[list[int]]) -> set[int]:
+    return {i for start, stop in runs for i in range(start, stop)}
 
 
 def _os_error(exc: OSError, name: str, action: str) -> DestinationError:
@@ -47,13 +80,14 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -67,6 +101,8 @@ class LocalUpload:
         base = store.work / "partial" / name.replace("/", "%2F")
         self._data = base.with_name(base.name + ".part")
         self._state_path = base.with_name(base.name + ".state.json")
+        self._durable_path = base.with_name(base.name + ".durable.json")
+        self._last_sync = 0.0
         self._lock = threading.Lock()
         self._done: set[int] = set()
         self._engine_state: dict[str, Any] | None = None
@@ -80,11 +116,12 @@ class LocalUpload:
                 and self._data.exists()
                 and self._data.stat().st_size == size
             ):
-                self._done = set(previous.get("done", []))
+                self._done = _unruns(previous.get("done", []))
                 self._engine_state = previous.get("engine")
                 self._fd = os.open(self._data, os.O_RDWR)
             else:
                 self._state_path.unlink(missing_ok=True)
+                self._durable_path.unlink(missing_ok=True)
                 self._fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
                 self._reserve(size)
         except OSError as exc:
@@ -100,11 +137,10 @@ class LocalUpload:
                 raise
 
     def _read_state(self) -> dict[str, Any] | None:
-        try:
-            loaded = json.loads(self._state_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return loaded if isinstance(loaded, dict) else None
+        fast, durable = _load_json(self._state_path), _load_json(self._durable_path)
+        if fast and fast.get("boot") == _boot_id():
+            return fast
+        return durable
 
     def done_parts(self) -> set[int]:
         with self._lock:
@@ -134,12 +170,24 @@ class LocalUpload:
         return self._engine_state
 
     def checkpoint(self, state: dict[str, Any]) -> None:
+        """Journal the parts done and the engine's state, cheaply, after every part.
+
+        The fast journal is written each time without syncing; it survives a killed
+        process (the page cache does) but not a reboot.  At most once a second the data
+        is ``fdatasync``-ed and the same record written durably.  The fast journal names
+        the boot it was written in; after a reboot only the durable one is trusted.
+        """
         with self._lock:
-            done = sorted(self._done)
-        record = {"size": self.size, "part_size": self.part_size, "done": done, "engine": state}
+            done = _runs(self._done)
+        record = {"size": self.size, "part_size": self.part_size, "done": done,
+                  "engine": state, "boot": _boot_id()}
         try:
-            os.fdatasync(self._fd)
-            _atomic_write(self._state_path, json.dumps(record).encode())
+            now = time.monotonic()
+            if now - self._last_sync >= SYNC_INTERVAL:
+                os.fdatasync(self._fd)
+                _atomic_write(self._durable_path, json.dumps(record).encode(), sync=True)
+                self._last_sync = now
+            _atomic_write(self._state_path, json.dumps(record).encode(), sync=False)
         except OSError as exc:
             raise _os_error(exc, self.name, "save resume state") from None
 
@@ -151,14 +199,15 @@ class LocalUpload:
             os.replace(self._data, self._final)
             _fsync_dir(self._final.parent)
             self._state_path.unlink(missing_ok=True)
+            self._durable_path.unlink(missing_ok=True)
         except OSError as exc:
             raise _os_error(exc, self.name, "publish") from None
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)
-        self._data.unlink(missing_ok=True)
-        self._state_path.unlink(missing_ok=True)
+        for path in (self._data, self._state_path, self._durable_path):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Leave the partial file and its state for a later run."""
@@ -261,17 +310,17 @@ class LocalStore:
     def pending_uploads(self) -> list[PendingUpload]:
         out = []
         partial = self.work / "partial"
-        for state_path in sorted(partial.glob("*.state.json")) if partial.exists() else []:
-            try:
-                state = json.loads(state_path.read_text())
-            except (OSError, ValueError):
-                continue
-            name = state_path.name.removesuffix(".state.json").replace("%2F", "/")
-            done = state.get("done", [])
+        for data in sorted(partial.glob("*.part")) if partial.exists() else []:
+            base = data.name.removesuffix(".part")
+            state = _load_json(data.with_name(base + ".state.json")) or _load_json(
+                data.with_name(base + ".durable.json")
+            ) or {}
+            done = _unruns(state.get("done", []))
             part_size, size = state.get("part_size", 0), state.get("size", 0)
             bytes_done = sum(min(part_size, size - i * part_size) for i in done)
-            started = datetime.fromtimestamp(state_path.stat().st_ctime, UTC).isoformat()
-            out.append(PendingUpload(name, started, len(done), bytes_done, "partial file"))
+            started = datetime.fromtimestamp(data.stat().st_ctime, UTC).isoformat()
+            out.append(PendingUpload(base.replace("%2F", "/"), started, len(done), bytes_done,
+                                     "partial file"))
         return out
 
     def discard_pending(self, name: str | None = None) -> int:
@@ -282,7 +331,7 @@ class LocalStore:
         for pending in self.pending_uploads():
             if name is None or pending.name == name:
                 base = partial / pending.name.replace("/", "%2F")
-                base.with_name(base.name + ".part").unlink(missing_ok=True)
-                base.with_name(base.name + ".state.json").unlink(missing_ok=True)
+                for suffix in (".part", ".state.json", ".durable.json"):
+                    base.with_name(base.name + suffix).unlink(missing_ok=True)
                 count += 1
         return count

@@ -58,7 +58,8 @@ class TransferOptions:
     """Bytes per part; default: the store's default, grown to stay under its part limit."""
     all_digests: bool = False
     """Compute every digest the catalog knows, not just the strongest one."""
-    checkpoint_interval: float = 0.25
+    checkpoint_interval: float = 0.0
+    """Seconds between resume checkpoints; 0 checkpoints after every part hashed."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     """Download again even when the destination already holds the verified file."""
