@@ -102,6 +102,8 @@ class SignedLinkServer:
         self._thread: threading.Thread | None = None
         self.requests: list[tuple[str, str | None]] = []
         """(path, Range header) of every file request, for tests."""
+        self.bytes_served = 0
+        """Body bytes handed to the network, all requests together."""
 
     # -- links -------------------------------------------------------------------------
     @property
@@ -225,16 +227,20 @@ class SignedLinkServer:
                 data = fh.read(min(chunk, end - pos))
                 if not data:
                     break
-                if faults.corrupt:
-                    data = bytes(b ^ 0x5A for b in data[:16]) + data[16:]
+                if faults.corrupt and len(data) > 1024:
+                    data = data[:512] + bytes(b ^ 0x5A for b in data[512:528]) + data[528:]
                 if reset and faults.reset_after is not None and sent + len(data) > faults.reset_after:
                     keep = max(0, faults.reset_after - sent)
                     if keep:
+                        with self._lock:
+                            self.bytes_served += keep
                         yield data[:keep]
                     raise ConnectionResetError("fault injection: reset")
                 if stall and sent >= (end - start) // 2:
                     time.sleep(faults.stall_seconds)
                     stall = False
+                with self._lock:
+                    self.bytes_served += len(data)
                 yield data
                 sent += len(data)
                 pos += len(data)

@@ -253,7 +253,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _os_error(exc, name, "read") from None
+            raise _os_error(exc, name, f"read from {self.url}") from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self._ensure_root()
@@ -262,13 +262,13 @@ class LocalStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(path, data)
         except OSError as exc:
-            raise _os_error(exc, name, "write") from None
+            raise _os_error(exc, name, f"write to {self.url}") from None
 
     def open_read(self, name: str) -> IO[bytes]:
         try:
             return open(self.path_of(name), "rb")
         except OSError as exc:
-            raise _os_error(exc, name, "read") from None
+            raise _os_error(exc, name, f"read from {self.url}") from None
 
     def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
         path = self.path_of(name)
@@ -286,7 +286,7 @@ class LocalStore:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise _os_error(exc, name, "write") from None
+            raise _os_error(exc, name, f"write to {self.url}") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -208,6 +208,7 @@ class FileTransfer:
         self.part_size = plan_part_size(size, engine.store, engine.options.part_size)
         upload = self.upload = engine.store.open_upload(self.name, size, self.part_size)
         self._restore(upload, remote)
+        upload = self.upload  # a new one if the old did not fit the file any more
         done = upload.done_parts()
         nparts = math.ceil(size / self.part_size) if size else 0
         resumed = sum(self._part_len(i) for i in done if i < nparts)

@@ -218,7 +218,12 @@ class HttpClient:
             ranges = False
             if resp.status == 206:
                 match = _CONTENT_RANGE.match(headers.get("Content-Range", ""))
-                if match and match.group(3) != "*" and int(match.group(1)) == 0:
+                if not match or int(match.group(1)) != 0:
+                    resp.close()
+                    raise TransientError(
+                        f"asked for bytes 0-1, got {headers.get('Content-Range')!r}"
+                    )
+                if match.group(3) != "*":
                     size, ranges = int(match.group(3)), True
             if size is None and resp.status == 200 and headers.get("Content-Length"):
                 size = int(headers["Content-Length"])
