@@ -225,7 +225,8 @@ def test_disk_full_is_found_before_downloading(payload, tmp_path: Path) -> None:
     try:
         report, _ = fetch(root, Faults(), mnt / "dest", data)
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        unmounted = subprocess.run(["umount", str(mnt)], capture_output=True).returncode == 0
+    assert unmounted, "a file was left open on the full disk"
     assert report.exit_code == 1
     error = report.files[0].error
     assert isinstance(error, DestinationError) and "disk is full" in str(error)

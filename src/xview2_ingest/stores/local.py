@@ -123,7 +123,12 @@ class LocalUpload:
                 self._state_path.unlink(missing_ok=True)
                 self._durable_path.unlink(missing_ok=True)
                 self._fd = os.open(self._data, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-                self._reserve(size)
+                try:
+                    self._reserve(size)
+                except OSError:
+                    os.close(self._fd)
+                    self._data.unlink(missing_ok=True)
+                    raise
         except OSError as exc:
             raise _os_error(exc, name, f"create a temporary file in {store.url}") from None
 

@@ -1,0 +1,217 @@
+"""The compressed bytes of an archive, read ahead by one thread from one or more files.
+
+The GeoTIFF archive is published as six parts whose concatenation is the ``.tgz``; they
+are read here one after the other as one stream, so the decoder never knows.  The thread
+reads 1 MiB chunks through :meth:`Store.open_read` (a local file or an S3 GET, never a
+local copy), feeds the digests of the whole stream, and hands the chunks to the decoder
+through a small bounded queue, so hashing and network reads overlap with decoding and
+memory stays bounded (``depth`` chunks).
+
+A broken S3 stream is reopened where it stopped (ranged GET) when the store offers
+``open_read_at``; each file must yield exactly the size the manifest recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from ..errors import DestinationError, XView2Error
+from ..stores import Store
+from .errors import CorruptArchiveError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+RETRIES = 5
+_EOF = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, XView2Error):
+        return False
+    module = type(exc).__module__
+    return module.startswith(("botocore", "urllib3", "http.client")) or isinstance(
+        exc, ConnectionError | TimeoutError
+    )
+
+
+class ChainedSource(io.RawIOBase):
+    """A read-only raw stream over ``parts`` (name, expected size) read in order."""
+
+    def __init__(
+        self,
+        store: Store,
+        parts: Sequence[tuple[str, int]],
+        *,
+        archive: str,
+        digests: Sequence[str] = (),
+        on_bytes: Callable[[int], None] | None = None,
+        depth: int = 8,
+    ):
+        super().__init__()
+        self._store = store
+        self._parts = list(parts)
+        self.archive = archive
+        self.size = sum(size for _, size in self._parts)
+        self._hashes = {algo: hashlib.new(algo) for algo in digests}
+        self._on_bytes = on_bytes
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="xview2-source", daemon=True)
+        self._chunk = memoryview(b"")
+        self._eof = False
+        self.consumed = 0
+
+    # -- producer thread ---------------------------------------------------------------
+    def start(self) -> ChainedSource:
+        self._thread.start()
+        return self
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for name, size in self._parts:
+                if not self._read_part(name, size):
+                    return
+            self._put(_EOF)
+        except BaseException as exc:
+            self._put(_Failure(exc))
+
+    def _open(self, name: str, offset: int) -> IO[bytes]:
+        if offset == 0:
+            return self._store.open_read(name)
+        reopen = getattr(self._store, "open_read_at", None)
+        return reopen(name, offset)  # type: ignore[no-any-return, misc]
+
+    def _read_part(self, name: str, size: int) -> bool:
+        offset, attempt = 0, 0
+        can_resume = callable(getattr(self._store, "open_read_at", None))
+        while True:
+            fh = self._open(name, offset)
+            try:
+                while not self._stop.is_set():
+                    data = fh.read(CHUNK)
+                    if not data:
+                        break
+                    offset += len(data)
+                    if offset > size:
+                        raise CorruptArchiveError(
+                            f"longer than the {size:,} bytes the manifest records",
+                            file=name,
+                            hint="the file changed since it was downloaded; download it again",
+                        )
+                    for h in self._hashes.values():
+                        h.update(data)
+                    if not self._put(data):
+                        return False
+                    attempt = 0
+                else:
+                    return False
+            except Exception as exc:
+                if not (can_resume and _transient(exc)) or attempt >= RETRIES:
+                    if isinstance(exc, XView2Error):
+                        raise
+                    raise DestinationError(
+                        f"reading failed after {offset:,} bytes: {exc}", file=name
+                    ) from exc
+                attempt += 1
+                log.info("reading %s failed at %d (%s); reopening", name, offset, exc)
+                time.sleep(min(0.5 * 2**attempt, 8))
+                continue
+            finally:
+                with contextlib.suppress(Exception):
+                    fh.close()
+            if offset != size:
+                raise CorruptArchiveError(
+                    f"ended after {offset:,} of the {size:,} bytes the manifest records",
+                    file=name,
+                    hint="the file changed since it was downloaded; download it again",
+                )
+            return True
+
+    # -- consumer side (the decoder) ---------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def _next_chunk(self) -> bool:
+        if self._eof:
+            return False
+        item = self._queue.get()
+        if item is _EOF:
+            self._eof = True
+            return False
+        if isinstance(item, _Failure):
+            self._eof = True
+            raise item.error
+        self._chunk = memoryview(item)
+        self.consumed += len(item)
+        if self._on_bytes is not None:
+            self._on_bytes(len(item))
+        return True
+
+    def head(self, n: int = 512) -> bytes:
+        """The first bytes of the stream, without consuming them (for format sniffing)."""
+        if not self._chunk and not self._next_chunk():
+            return b""
+        return bytes(self._chunk[:n])
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._chunk and not self._next_chunk():
+            return 0
+        n = min(len(buffer), len(self._chunk))
+        buffer[:n] = self._chunk[:n]
+        self._chunk = self._chunk[n:]
+        return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        if not self._chunk and not self._next_chunk():
+            return b""
+        data = bytes(self._chunk[:size])
+        self._chunk = self._chunk[len(data) :]
+        return data
+
+    def readall(self) -> bytes:
+        out = []
+        while self._chunk or self._next_chunk():
+            out.append(bytes(self._chunk))
+            self._chunk = memoryview(b"")
+        return b"".join(out)
+
+    def finish(self) -> dict[str, str]:
+        """After the last byte was consumed: the digests of the whole stream."""
+        if self._chunk or self._next_chunk():
+            raise CorruptArchiveError("data after the end of the archive", file=self.archive)
+        self._thread.join()
+        return {algo: h.hexdigest() for algo, h in self._hashes.items()}
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        super().close()
