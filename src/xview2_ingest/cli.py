@@ -187,14 +187,31 @@ def _report_failures(report: DownloadReport) -> None:
         )
 
 
+def _read_hidden_lines() -> list[str]:
+    """Lines up to an empty one, without echo: pasted links carry secrets."""
+    import termios
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    hidden = list(saved)
+    hidden[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSADRAIN, hidden)
+    lines: list[str] = []
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                break
+            lines.append(line)
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    return lines
+
+
 def _ask_fresh_links(expired: Sequence[str]) -> list[Link]:
     _err(f"links expired for: {', '.join(expired)}")
     _err("paste fresh links (or a links file path), then an empty line; empty to stop:")
-    lines: list[str] = []
-    for line in sys.stdin:
-        if not line.strip():
-            break
-        lines.append(line)
+    lines = _read_hidden_lines()
+    _err(f"({sum(1 for x in lines if x.strip())} line(s) read)")
     text = "".join(lines).strip()
     if not text:
         return []

@@ -225,6 +225,10 @@ class FileTransfer:
                 upload.close()
         if self._error is not None:
             raise self._error
+        if self.hashed < nparts:  # stopped between parts: never verify a partial file
+            raise TransferInterrupted(
+                "interrupted; finished parts are kept", file=self.name, hint="run again to resume"
+            )
         self._verify_and_publish(upload, size)
 
     def _restore(self, upload: Upload, remote: Remote) -> None:
