@@ -23,10 +23,18 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL",
+        )
+    }
     os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
     )
     os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -64,8 +72,11 @@ def catalog_for(root: Path) -> Catalog:
     entries: dict[str, object] = {}
     for p in sorted(root.iterdir()):
         data = p.read_bytes()
-        entries[p.name] = {"size": len(data), "sha1": hashlib.sha1(data).hexdigest(),
-                           "md5": hashlib.md5(data).hexdigest()}
+        entries[p.name] = {
+            "size": len(data),
+            "sha1": hashlib.sha1(data).hexdigest(),
+            "md5": hashlib.md5(data).hexdigest(),
+        }
     return Catalog().with_overrides(entries)
 
 

@@ -23,10 +23,14 @@ def test_builtin_holds_the_published_files() -> None:
 
 def test_user_catalog_adds_and_overrides(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "cat.json"
-    path.write_text(json.dumps({
-        "extra.bin": {"size": 10},
-        "tier3.tar.gz": {"size": 123, "md5": "A" * 32},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "extra.bin": {"size": 10},
+                "tier3.tar.gz": {"size": 123, "md5": "A" * 32},
+            }
+        )
+    )
     cat = load_catalog(path)
     assert cat["extra.bin"].size == 10 and not cat["extra.bin"].verifiable
     tier3 = cat["tier3.tar.gz"]

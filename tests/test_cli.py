@@ -15,15 +15,25 @@ from xview2_ingest.demo.server import SignedLinkServer
 def xview2(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     return subprocess.run(
         [sys.executable, "-m", "xview2_ingest.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=120,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, **(env or {})},
     )
 
 
 def write_catalog(root: Path, path: Path) -> Path:
     cat = catalog_for(root)
-    path.write_text(json.dumps({n: {"size": e.size, "sha1": e.sha1} for n, e in cat.items()
-                                if n.endswith(".tar.gz") and (root / n).exists()}))
+    path.write_text(
+        json.dumps(
+            {
+                n: {"size": e.size, "sha1": e.sha1}
+                for n, e in cat.items()
+                if n.endswith(".tar.gz") and (root / n).exists()
+            }
+        )
+    )
     return path
 
 
@@ -52,8 +62,16 @@ def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_
 def test_links_from_stdin_and_env_dest(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     cat = write_catalog(root, tmp_path / "cat.json")
-    run = xview2("download", "--links", "-", "--catalog", str(cat), "--quiet",
-                 stdin=server.links_text(), env={"XVIEW2_DEST": str(tmp_path / "envdest")})
+    run = xview2(
+        "download",
+        "--links",
+        "-",
+        "--catalog",
+        str(cat),
+        "--quiet",
+        stdin=server.links_text(),
+        env={"XVIEW2_DEST": str(tmp_path / "envdest")},
+    )
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     assert (tmp_path / "envdest" / "manifest.json").exists()
@@ -73,8 +91,14 @@ def test_expired_links_exit_3_and_list_the_files(server: SignedLinkServer, tmp_p
 def test_checksum_mismatch_exits_1(server: SignedLinkServer, tmp_path: Path) -> None:
     cat = tmp_path / "cat.json"
     cat.write_text(json.dumps({"test_images_labels_targets.tar.gz": {"sha1": "1" * 40}}))
-    run = xview2("download", server.url_for("test_images_labels_targets.tar.gz"),
-                 "--dest", str(tmp_path / "d"), "--catalog", str(cat))
+    run = xview2(
+        "download",
+        server.url_for("test_images_labels_targets.tar.gz"),
+        "--dest",
+        str(tmp_path / "d"),
+        "--catalog",
+        str(cat),
+    )
     assert run.returncode == 1
     assert "sha1 mismatch" in run.stderr and "1" * 40 in run.stderr
     assert not (tmp_path / "d" / "test_images_labels_targets.tar.gz").exists()

@@ -49,7 +49,7 @@ def published(dest: str, name: str) -> bytes | None:
 def everything_written(dest: str) -> dict[str, bytes]:
     """Every file or object under the destination, work files included."""
     if dest.startswith("s3://"):
-        bucket, _, prefix = dest[5:].partition("/")
+        bucket = dest[5:].partition("/")[0]
         s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
         return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
@@ -65,8 +65,9 @@ def test_lands_every_archive_verified(server: SignedLinkServer, dataset, dest: s
     root, _ = dataset
     names = sorted(p.name for p in root.iterdir())
     events: list[Event] = []
-    report = download(server.links_text().split(), dest, catalog=catalog_for(root),
-                      progress=events.append)
+    report = download(
+        server.links_text().split(), dest, catalog=catalog_for(root), progress=events.append
+    )
     assert report.exit_code == 0, report.summary()
     assert [f.status for f in report.files] == ["verified"] * len(names)
     for name in names:
@@ -121,7 +122,9 @@ def test_expired_link_exits_3_and_names_the_file(server: SignedLinkServer, dest:
     assert published(dest, name) is None
 
 
-def test_file_in_no_catalog_is_size_checked_and_unverified(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+def test_file_in_no_catalog_is_size_checked_and_unverified(
+    server: SignedLinkServer, dataset, dest: str
+) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     name = "test_images_labels_targets.tar.gz"
     report = download([server.url_for(name)], dest, catalog=Catalog({}))
@@ -131,10 +134,13 @@ def test_file_in_no_catalog_is_size_checked_and_unverified(server: SignedLinkSer
     assert status(dest, catalog=Catalog({})).files[0].state == "unverified"
 
 
-def test_size_disagreeing_with_catalog_is_refused_before_download(server: SignedLinkServer, dest: str) -> None:
+def test_size_disagreeing_with_catalog_is_refused_before_download(
+    server: SignedLinkServer, dest: str
+) -> None:
     name = "test_images_labels_targets.tar.gz"
-    report = download([server.url_for(name)], dest,
-                      catalog=Catalog().with_overrides({name: {"size": 5}}))
+    report = download(
+        [server.url_for(name)], dest, catalog=Catalog().with_overrides({name: {"size": 5}})
+    )
     assert report.exit_code == 1
     assert isinstance(report.files[0].error, ContentError)
     assert report.bytes_fetched == 0
@@ -147,15 +153,18 @@ def test_large_file_in_parallel_ranges(tmp_path: Path, dest: str) -> None:
     (src / "big.bin").write_bytes(data)
     catalog = Catalog().with_overrides({"big.bin": {"sha1": hashlib.sha1(data).hexdigest()}})
     with SignedLinkServer(src, faults=Faults()) as srv:
-        report = download([srv.url_for("big.bin")], dest, catalog=catalog, connections=4,
-                          memory_mb=64)
+        report = download(
+            [srv.url_for("big.bin")], dest, catalog=catalog, connections=4, memory_mb=64
+        )
         ranges = [r for _, r in srv.requests if r]
     assert report.exit_code == 0, report.summary()
     assert published(dest, "big.bin") == data
     assert len(ranges) >= 5  # the probe and one request per part
 
 
-def test_the_signature_never_leaks(server: SignedLinkServer, dataset, dest: str, caplog, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_signature_never_leaks(
+    server: SignedLinkServer, dataset, dest: str, caplog, capsys
+) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     caplog.set_level(logging.DEBUG)
     links = server.links_text().split()
@@ -171,8 +180,11 @@ def test_the_signature_never_leaks(server: SignedLinkServer, dataset, dest: str,
     assert not any(sig in caplog.text for sig in signatures)
     texts = [*capsys.readouterr()]
     texts += [repr(e) for e in events] + [str(f.error) for f in report.files]
-    texts += [data.decode("latin-1") for name, data in everything_written(dest).items()
-              if not name.endswith(".tar.gz")]
+    texts += [
+        data.decode("latin-1")
+        for name, data in everything_written(dest).items()
+        if not name.endswith(".tar.gz")
+    ]
     for text in texts:
         assert "Signature=" not in text and "Expires=" not in text
         for sig in signatures:

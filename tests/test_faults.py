@@ -24,8 +24,9 @@ from xview2_ingest.errors import (
 from xview2_ingest.transfer.http import RetryPolicy
 
 MiB = 1 << 20
-FAST = RetryPolicy(attempts=5, base_delay=0.05, max_delay=0.2, stall_timeout=1.0,
-                   connect_timeout=2.0)
+FAST = RetryPolicy(
+    attempts=5, base_delay=0.05, max_delay=0.2, stall_timeout=1.0, connect_timeout=2.0
+)
 NAME = "file.tar.gz"
 
 
@@ -38,14 +39,22 @@ def payload(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 
 
 def catalog(data: bytes) -> Catalog:
-    return Catalog({}).with_overrides({NAME: {"size": len(data), "sha1": hashlib.sha1(data).hexdigest()}})
+    return Catalog({}).with_overrides(
+        {NAME: {"size": len(data), "sha1": hashlib.sha1(data).hexdigest()}}
+    )
 
 
 def fetch(root: Path, faults: Faults, dest: Path, data: bytes, **kw):  # type: ignore[no-untyped-def]
     with SignedLinkServer(root, faults=faults) as srv:
-        report = download([srv.url_for(NAME, kw.pop("ttl", None))], dest, catalog=catalog(data),
-                          retry=kw.pop("retry", FAST), part_size=kw.pop("part_size", 1 * MiB),
-                          connections=kw.pop("connections", 4), **kw)
+        report = download(
+            [srv.url_for(NAME, kw.pop("ttl", None))],
+            dest,
+            catalog=catalog(data),
+            retry=kw.pop("retry", FAST),
+            part_size=kw.pop("part_size", 1 * MiB),
+            connections=kw.pop("connections", 4),
+            **kw,
+        )
         return report, srv
 
 
@@ -69,11 +78,18 @@ def clean(dest: Path) -> bool:
     ],
     ids=["connection-resets", "server-errors", "wrong-content-range", "content-encoding"],
 )
-def test_transient_faults_are_retried_to_a_verified_file(payload, tmp_path: Path, faults: Faults) -> None:  # type: ignore[no-untyped-def]
+def test_transient_faults_are_retried_to_a_verified_file(
+    payload, tmp_path: Path, faults: Faults
+) -> None:  # type: ignore[no-untyped-def]
     root, data = payload
     retries: list[str] = []
-    report, _ = fetch(root, faults, tmp_path / "d", data,
-                      progress=lambda e: retries.append(e.detail) if e.kind == "retry" else None)
+    report, _ = fetch(
+        root,
+        faults,
+        tmp_path / "d",
+        data,
+        progress=lambda e: retries.append(e.detail) if e.kind == "retry" else None,
+    )
     assert report.exit_code == 0, report.summary()
     assert landed(tmp_path / "d") == data
     if faults.content_encoding is None:
@@ -111,6 +127,7 @@ def test_retries_are_bounded_and_reported(payload, tmp_path: Path) -> None:  # t
 def test_server_ignoring_range_falls_back_to_one_stream(payload, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, data = payload
     report, srv = fetch(root, Faults(ignore_range=True), tmp_path / "d", data)
+    assert all(rng is None for _, rng in srv.requests[1:])  # one plain GET after the probe
     assert report.exit_code == 0
     assert landed(tmp_path / "d") == data
     assert report.bytes_fetched == len(data)
@@ -152,8 +169,12 @@ def test_dead_links_are_refused_at_once_while_good_ones_proceed(payload, tmp_pat
     try:
         with SignedLinkServer(root) as srv:
             began = time.monotonic()
-            report = download([srv.url_for(NAME, ttl=-1), srv.url_for("other.bin")],
-                              tmp_path / "d", catalog=catalog(data), retry=FAST)
+            report = download(
+                [srv.url_for(NAME, ttl=-1), srv.url_for("other.bin")],
+                tmp_path / "d",
+                catalog=catalog(data),
+                retry=FAST,
+            )
             elapsed = time.monotonic() - began
     finally:
         (root / "other.bin").unlink()
@@ -167,16 +188,28 @@ def test_link_expiring_mid_transfer_resumes_with_a_fresh_link(payload, tmp_path:
     root, data = payload
     dest = tmp_path / "d"
     with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
-        first = download([srv.url_for(NAME, ttl=1.5)], dest, catalog=catalog(data),
-                         retry=FAST, part_size=1 * MiB, connections=2)
+        first = download(
+            [srv.url_for(NAME, ttl=1.5)],
+            dest,
+            catalog=catalog(data),
+            retry=FAST,
+            part_size=1 * MiB,
+            connections=2,
+        )
         assert first.exit_code == 3
         assert isinstance(first.files[0].error, LinkExpiredError)
         assert landed(dest) is None
         done_before = first.files[0].bytes_fetched
         assert done_before > 0
         srv.faults.rate = None
-        second = download([srv.url_for(NAME)], dest, catalog=catalog(data), retry=FAST,
-                          part_size=1 * MiB, connections=2)
+        second = download(
+            [srv.url_for(NAME)],
+            dest,
+            catalog=catalog(data),
+            retry=FAST,
+            part_size=1 * MiB,
+            connections=2,
+        )
     assert second.exit_code == 0
     assert landed(dest) == data
     assert second.files[0].bytes_resumed > 0
@@ -190,16 +223,26 @@ def test_file_changed_on_server_between_runs_restarts_cleanly(tmp_path: Path) ->
     (root / NAME).write_bytes(old)
     dest = tmp_path / "d"
     with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
-        first = download([srv.url_for(NAME, ttl=1.2)], dest, retry=FAST,
-                         part_size=1 * MiB, connections=2, catalog=Catalog({}))
+        first = download(
+            [srv.url_for(NAME, ttl=1.2)],
+            dest,
+            retry=FAST,
+            part_size=1 * MiB,
+            connections=2,
+            catalog=Catalog({}),
+        )
         assert first.exit_code == 3
         new = b"\x1f\x8b" + os.urandom(6 * MiB)
         time.sleep(0.01)
         (root / NAME).write_bytes(new)
         srv.faults.rate = None
-        second = download([srv.url_for(NAME)], dest, retry=FAST, part_size=1 * MiB,
-                          catalog=Catalog({}).with_overrides(
-                              {NAME: {"sha1": hashlib.sha1(new).hexdigest()}}))
+        second = download(
+            [srv.url_for(NAME)],
+            dest,
+            retry=FAST,
+            part_size=1 * MiB,
+            catalog=Catalog({}).with_overrides({NAME: {"sha1": hashlib.sha1(new).hexdigest()}}),
+        )
     assert second.exit_code == 0, second.summary()
     assert landed(dest) == new
 
@@ -219,8 +262,12 @@ def test_disk_full_is_found_before_downloading(payload, tmp_path: Path) -> None:
     root, data = payload
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here")
     try:
         report, _ = fetch(root, Faults(), mnt / "dest", data)
@@ -233,11 +280,18 @@ def test_disk_full_is_found_before_downloading(payload, tmp_path: Path) -> None:
     assert report.bytes_fetched == 0
 
 
-def test_s3_bucket_missing_and_no_credentials(payload, tmp_path: Path, moto_endpoint: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_s3_bucket_missing_and_no_credentials(
+    payload, tmp_path: Path, moto_endpoint: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     root, data = payload
     with pytest.raises(DestinationError, match="bucket does not exist") as info:
-        fetch(root, Faults(), "s3://no-such-bucket/x", data,  # type: ignore[arg-type]
-              endpoint_url=moto_endpoint)
+        fetch(
+            root,
+            Faults(),
+            "s3://no-such-bucket/x",
+            data,  # type: ignore[arg-type]
+            endpoint_url=moto_endpoint,
+        )
     assert "s3://no-such-bucket/x" in str(info.value)
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
@@ -245,5 +299,10 @@ def test_s3_bucket_missing_and_no_credentials(payload, tmp_path: Path, moto_endp
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(DestinationError, match="no AWS credentials"):
-        fetch(root, Faults(), "s3://some-bucket/x", data,  # type: ignore[arg-type]
-              endpoint_url=moto_endpoint)
+        fetch(
+            root,
+            Faults(),
+            "s3://some-bucket/x",
+            data,  # type: ignore[arg-type]
+            endpoint_url=moto_endpoint,
+        )

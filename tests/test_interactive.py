@@ -49,10 +49,25 @@ def test_fresh_links_pasted_at_the_prompt_continue_the_run(tmp_path: Path) -> No
     with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
         master, slave = pty.openpty()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "xview2_ingest.cli", "download", srv.url_for(NAME, ttl=1.5),
-             "--dest", str(dest), "--catalog", str(cat), "--connections", "2",
-             "--part-size-mb", "1"],
-            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+            [
+                sys.executable,
+                "-m",
+                "xview2_ingest.cli",
+                "download",
+                srv.url_for(NAME, ttl=1.5),
+                "--dest",
+                str(dest),
+                "--catalog",
+                str(cat),
+                "--connections",
+                "2",
+                "--part-size-mb",
+                "1",
+            ],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
         )
         os.close(slave)
         try:
@@ -74,9 +89,21 @@ def test_ctrl_c_keeps_finished_bytes_and_exits_130(tmp_path: Path) -> None:
     root, data, cat = make_file(tmp_path, 12 * MiB)
     dest = tmp_path / "dest"
     with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
-        cmd = [sys.executable, "-m", "xview2_ingest.cli", "download", srv.url_for(NAME),
-               "--dest", str(dest), "--catalog", str(cat), "--connections", "2",
-               "--part-size-mb", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "xview2_ingest.cli",
+            "download",
+            srv.url_for(NAME),
+            "--dest",
+            str(dest),
+            "--catalog",
+            str(cat),
+            "--connections",
+            "2",
+            "--part-size-mb",
+            "1",
+        ]
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)

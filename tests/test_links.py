@@ -24,19 +24,28 @@ def names(links):  # type: ignore[no-untyped-def]
 def test_plain_lines_with_comments_and_blanks() -> None:
     text = f"# my links\n\n{SIGNED}\n   \n{TEST}  \n# end\n"
     links = parse_links_text(text)
-    assert names(links) == ["train_images_labels_targets.tar.gz", "test_images_labels_targets.tar.gz"]
+    assert names(links) == [
+        "train_images_labels_targets.tar.gz",
+        "test_images_labels_targets.tar.gz",
+    ]
     assert links[0].url == SIGNED
 
 
 def test_name_equals_url_lines() -> None:
     links = parse_links_text(f"xview2_train={SIGNED}\nxview2_test = {TEST}\n")
-    assert names(links) == ["train_images_labels_targets.tar.gz", "test_images_labels_targets.tar.gz"]
+    assert names(links) == [
+        "train_images_labels_targets.tar.gz",
+        "test_images_labels_targets.tar.gz",
+    ]
     assert links[0].label == "xview2_train"
 
 
 def test_json_object() -> None:
     links = parse_links_text(json.dumps({"train": SIGNED, "test": TEST}))
-    assert names(links) == ["train_images_labels_targets.tar.gz", "test_images_labels_targets.tar.gz"]
+    assert names(links) == [
+        "train_images_labels_targets.tar.gz",
+        "test_images_labels_targets.tar.gz",
+    ]
 
 
 def test_python_module_is_parsed_not_executed(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -49,7 +58,10 @@ def test_python_module_is_parsed_not_executed(tmp_path) -> None:  # type: ignore
     path = tmp_path / "links.py"
     path.write_text(module)
     links = read_links(links_file=path)
-    assert names(links) == ["train_images_labels_targets.tar.gz", "test_images_labels_targets.tar.gz"]
+    assert names(links) == [
+        "train_images_labels_targets.tar.gz",
+        "test_images_labels_targets.tar.gz",
+    ]
     assert not marker.exists()
 
 
@@ -111,4 +123,6 @@ def test_deadlines_of_every_signing_scheme() -> None:
     assert link_deadline("https://h/k.tgz") is None
     link = parse_links_text(SIGNED)[0]
     assert link.seconds_left(now=1700000000 - 90) == 90
-    assert parse_links_text(f"https://h/k.tgz?Expires={int(time.time()) + 60}")[0].seconds_left() > 0
+    assert (
+        parse_links_text(f"https://h/k.tgz?Expires={int(time.time()) + 60}")[0].seconds_left() > 0
+    )

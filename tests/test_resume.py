@@ -24,17 +24,35 @@ NAME = "big.tar.gz"
 SEED = int(os.environ.get("XVIEW2_CRASH_SEED", time.time()))
 
 
-def start(url: str, dest: str, catalog: Path, part_mb: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(
+    url: str, dest: str, catalog: Path, part_mb: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "xview2_ingest.cli", "download", url, "--dest", dest,
-         "--catalog", str(catalog), "--quiet", "--connections", "2",
-         "--part-size-mb", str(part_mb)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "xview2_ingest.cli",
+            "download",
+            url,
+            "--dest",
+            dest,
+            "--catalog",
+            str(catalog),
+            "--quiet",
+            "--connections",
+            "2",
+            "--part-size-mb",
+            str(part_mb),
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
-def crash_and_resume(tmp_path: Path, dest: str, size: int, part_mb: int, rate: int,
-                     env: dict[str, str], fetch_back) -> None:  # type: ignore[no-untyped-def]
+def crash_and_resume(
+    tmp_path: Path, dest: str, size: int, part_mb: int, rate: int, env: dict[str, str], fetch_back
+) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(SEED)
     root = tmp_path / "src"
     root.mkdir()
@@ -60,8 +78,10 @@ def crash_and_resume(tmp_path: Path, dest: str, size: int, part_mb: int, rate: i
     assert fetch_back() == data
     fetched_again = served - size - 16  # the probes ask for two bytes each
     ratio = fetched_again / size
-    print(f"seed={SEED} killed at {kill_at:.2f}s after {served_before / MiB:.1f} MiB; "
-          f"fetched again {fetched_again / MiB:.2f} MiB ({ratio:.1%})")
+    print(
+        f"seed={SEED} killed at {kill_at:.2f}s after {served_before / MiB:.1f} MiB; "
+        f"fetched again {fetched_again / MiB:.2f} MiB ({ratio:.1%})"
+    )
     assert ratio < 0.10, f"re-fetched {ratio:.1%} of the file (seed {SEED})"
     assert not status(dest).pending, "the finished upload left resume state behind"
 
@@ -71,12 +91,21 @@ def test_sigkill_local_then_resume(tmp_path: Path, attempt: int) -> None:
     global SEED
     SEED += attempt
     dest = tmp_path / "dest"
-    crash_and_resume(tmp_path, str(dest), 48 * MiB, 1, 8 * MiB, {},
-                     lambda: (dest / NAME).read_bytes() if (dest / NAME).exists() else None)
+    crash_and_resume(
+        tmp_path,
+        str(dest),
+        48 * MiB,
+        1,
+        8 * MiB,
+        {},
+        lambda: (dest / NAME).read_bytes() if (dest / NAME).exists() else None,
+    )
 
 
 @pytest.mark.parametrize("attempt", range(3))
-def test_sigkill_s3_then_resume(tmp_path: Path, moto_endpoint: str, bucket: str, attempt: int) -> None:
+def test_sigkill_s3_then_resume(
+    tmp_path: Path, moto_endpoint: str, bucket: str, attempt: int
+) -> None:
     global SEED
     SEED += 100 + attempt
     s3 = boto3.client("s3", endpoint_url=moto_endpoint)
@@ -89,8 +118,15 @@ def test_sigkill_s3_then_resume(tmp_path: Path, moto_endpoint: str, bucket: str,
 
     os.environ["AWS_ENDPOINT_URL"] = moto_endpoint
     try:
-        crash_and_resume(tmp_path, f"s3://{bucket}/x", 200 * MiB, 5, 32 * MiB,
-                         {"AWS_ENDPOINT_URL": moto_endpoint}, fetch_back)
+        crash_and_resume(
+            tmp_path,
+            f"s3://{bucket}/x",
+            200 * MiB,
+            5,
+            32 * MiB,
+            {"AWS_ENDPOINT_URL": moto_endpoint},
+            fetch_back,
+        )
         uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         assert uploads == [], "a stray multipart upload was left behind"
     finally:

@@ -37,7 +37,9 @@ def open_destination(
     max_connections: int = 32,
 ) -> Store:
     """The store for ``dest`` (``XVIEW2_DEST`` or ``./data/xview2`` when None)."""
-    return open_store(dest_setting(dest), endpoint_url=endpoint_url, max_connections=max_connections)
+    return open_store(
+        dest_setting(dest), endpoint_url=endpoint_url, max_connections=max_connections
+    )
 
 
 def download(
@@ -73,7 +75,9 @@ def download(
         force=force,
         retry=retry or RetryPolicy(),
     )
-    store = open_destination(dest, endpoint_url=endpoint_url, max_connections=options.max_connections)
+    store = open_destination(
+        dest, endpoint_url=endpoint_url, max_connections=options.max_connections
+    )
     engine = TransferEngine(store, _catalog(catalog, catalog_files), options, progress)
     try:
         return engine.run(all_links)
@@ -141,7 +145,9 @@ def status(
                 )
             )
         elif name in partial:
-            out.append(FileStatus(name, "partial", None, partial[name].bytes_done, in_catalog=name in cat))
+            out.append(
+                FileStatus(name, "partial", None, partial[name].bytes_done, in_catalog=name in cat)
+            )
         else:
             size = cat.lookup(name).size
             out.append(FileStatus(name, "missing", size, in_catalog=name in cat))

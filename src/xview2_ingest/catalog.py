@@ -9,6 +9,7 @@ field optional; its ``size`` is exact and checked.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -157,7 +158,7 @@ class Catalog(Mapping[str, CatalogEntry]):
             entries[name] = replace(base, **changes)  # type: ignore[arg-type]
         return Catalog(entries)
 
-    def with_file(self, path: str | Path) -> Catalog:
+    def with_file(self, path: str | os.PathLike[str]) -> Catalog:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -174,7 +175,7 @@ class Catalog(Mapping[str, CatalogEntry]):
         return self.with_overrides(data, str(path))
 
 
-def load_catalog(*paths: str | Path) -> Catalog:
+def load_catalog(*paths: str | os.PathLike[str]) -> Catalog:
     catalog = Catalog()
     for path in paths:
         catalog = catalog.with_file(path)

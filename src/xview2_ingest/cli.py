@@ -109,33 +109,62 @@ def _err(message: str) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dest", help="local folder or s3://bucket/prefix "
-                   "(default: $XVIEW2_DEST or ./data/xview2)")
+    p.add_argument(
+        "--dest", help="local folder or s3://bucket/prefix (default: $XVIEW2_DEST or ./data/xview2)"
+    )
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)")
-    p.add_argument("--catalog", action="append", default=[], metavar="FILE",
-                   help='JSON {"<file>": {"size": N, "sha1": "...", "md5": "..."}} adding to or '
-                   "overriding the built-in catalog (repeatable; default: $XVIEW2_CATALOG)")
+    p.add_argument(
+        "--catalog",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help='JSON {"<file>": {"size": N, "sha1": "...", "md5": "..."}} adding to or '
+        "overriding the built-in catalog (repeatable; default: $XVIEW2_CATALOG)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr")
 
 
 def _add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("urls", nargs="*", metavar="URL", help="signed download links")
-    p.add_argument("--links", metavar="FILE", help="file of links (URL per line, name=URL, "
-                   "JSON object or Python dict); - reads standard input")
-    p.add_argument("--connections", type=int, help="ranged connections per file "
-                   "(default: $XVIEW2_CONNECTIONS or 8)")
-    p.add_argument("--max-connections", type=int, help="connections across all files "
-                   "(default: $XVIEW2_MAX_CONNECTIONS or 32)")
-    p.add_argument("--memory-mb", type=int, help="buffer memory budget in MB "
-                   "(default: $XVIEW2_MEMORY_MB or 128)")
-    p.add_argument("--part-size-mb", type=float, help="bytes per ranged request and upload "
-                   "part, in MiB (default: 4 local, 8 S3; grown to fit the store's part limit)")
+    p.add_argument(
+        "--links",
+        metavar="FILE",
+        help="file of links (URL per line, name=URL, "
+        "JSON object or Python dict); - reads standard input",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        help="ranged connections per file (default: $XVIEW2_CONNECTIONS or 8)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        help="connections across all files (default: $XVIEW2_MAX_CONNECTIONS or 32)",
+    )
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        help="buffer memory budget in MB (default: $XVIEW2_MEMORY_MB or 128)",
+    )
+    p.add_argument(
+        "--part-size-mb",
+        type=float,
+        help="bytes per ranged request and upload "
+        "part, in MiB (default: 4 local, 8 S3; grown to fit the store's part limit)",
+    )
     p.add_argument("--force", action="store_true", help="download even if already verified")
-    p.add_argument("--all-digests", action="store_true",
-                   help="compute every digest the catalog knows (default: SHA-1 only)")
-    p.add_argument("--no-prompt", action="store_true",
-                   help="never ask for fresh links; exit 3 when links expire")
+    p.add_argument(
+        "--all-digests",
+        action="store_true",
+        help="compute every digest the catalog knows (default: SHA-1 only)",
+    )
+    p.add_argument(
+        "--no-prompt",
+        action="store_true",
+        help="never ask for fresh links; exit 3 when links expire",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,8 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("download", help="download links into DEST, verified",
-                       epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "download",
+        help="download links into DEST, verified",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_download_options(p)
     _add_common(p)
 
@@ -278,8 +311,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     colors = {"verified": "green", "unverified": "yellow", "partial": "cyan", "missing": "dim"}
     for f in report.files:
         size = f"{f.size:,}" if f.size else (f"{f.bytes_done:,} so far" if f.bytes_done else "")
-        table.add_row(f.name, f"[{colors[f.state]}]{f.state}", size, (f.sha1 or "")[:12],
-                      f.verified_at or "")
+        table.add_row(
+            f.name, f"[{colors[f.state]}]{f.state}", size, (f.sha1 or "")[:12], f.verified_at or ""
+        )
     console = Console()
     console.print(table)
     if report.pending:

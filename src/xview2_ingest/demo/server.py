@@ -176,18 +176,25 @@ class SignedLinkServer:
             return self._denied()
         file = (self.root / path.lstrip("/")).resolve()
         if not file.is_relative_to(self.root.resolve()) or not file.is_file():
-            return Response(b"<Error><Code>NoSuchKey</Code></Error>", 404,
-                            content_type="application/xml")
+            return Response(
+                b"<Error><Code>NoSuchKey</Code></Error>", 404, content_type="application/xml"
+            )
         if status is not None:
-            headers = {"Retry-After": str(faults.retry_after)} if faults.retry_after is not None else {}
+            headers = (
+                {"Retry-After": str(faults.retry_after)} if faults.retry_after is not None else {}
+            )
             return Response(b"<Error>try later</Error>", status, headers=headers)
         if faults.html:
-            return Response(b"<!DOCTYPE html><html><body>Please log in</body></html>", 200,
-                            content_type="text/html; charset=utf-8")
+            return Response(
+                b"<!DOCTYPE html><html><body>Please log in</body></html>",
+                200,
+                content_type="text/html; charset=utf-8",
+            )
         return self._serve(request, file, reset=reset, stall=stall, wrong=wrong)
 
-    def _serve(self, request: Request, file: Path, *, reset: bool, stall: bool,
-               wrong: bool) -> Response:
+    def _serve(
+        self, request: Request, file: Path, *, reset: bool, stall: bool, wrong: bool
+    ) -> Response:
         faults = self.faults
         st = file.stat()
         size = st.st_size
@@ -196,8 +203,9 @@ class SignedLinkServer:
             "Accept-Ranges": "bytes",
             "ETag": etag,
             "Last-Modified": formatdate(st.st_mtime, usegmt=True),
-            "Content-Type": "application/gzip" if file.name.endswith(("gz", "tgz")) else
-            "application/octet-stream",
+            "Content-Type": "application/gzip"
+            if file.name.endswith(("gz", "tgz"))
+            else "application/octet-stream",
         }
         if faults.content_encoding:
             headers["Content-Encoding"] = faults.content_encoding
@@ -215,7 +223,9 @@ class SignedLinkServer:
         body = self._body(file, start, end, reset=reset, stall=stall)
         return Response(body, status, headers=headers, direct_passthrough=True)
 
-    def _body(self, file: Path, start: int, end: int, *, reset: bool, stall: bool) -> Iterator[bytes]:
+    def _body(
+        self, file: Path, start: int, end: int, *, reset: bool, stall: bool
+    ) -> Iterator[bytes]:
         faults = self.faults
         chunk = 256 * 1024
         sent = 0
@@ -229,7 +239,11 @@ class SignedLinkServer:
                     break
                 if faults.corrupt and len(data) > 1024:
                     data = data[:512] + bytes(b ^ 0x5A for b in data[512:528]) + data[528:]
-                if reset and faults.reset_after is not None and sent + len(data) > faults.reset_after:
+                if (
+                    reset
+                    and faults.reset_after is not None
+                    and sent + len(data) > faults.reset_after
+                ):
                     keep = max(0, faults.reset_after - sent)
                     if keep:
                         with self._lock:

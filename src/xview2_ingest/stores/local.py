@@ -63,7 +63,10 @@ def _unruns(runs: list[list[int]]) -> set[int]:
 
 def _os_error(exc: OSError, name: str, action: str) -> DestinationError:
     if exc.errno == errno.ENOSPC:
-        reason, hint = "the disk is full", "free space or choose another --dest; finished parts are kept"
+        reason, hint = (
+            "the disk is full",
+            "free space or choose another --dest; finished parts are kept",
+        )
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         reason, hint = "permission denied", "choose a --dest you can write to"
     else:
@@ -184,8 +187,13 @@ class LocalUpload:
         """
         with self._lock:
             done = _runs(self._done)
-        record = {"size": self.size, "part_size": self.part_size, "done": done,
-                  "engine": state, "boot": _boot_id()}
+        record = {
+            "size": self.size,
+            "part_size": self.part_size,
+            "done": done,
+            "engine": state,
+            "boot": _boot_id(),
+        }
         try:
             now = time.monotonic()
             if now - self._last_sync >= SYNC_INTERVAL:
@@ -317,15 +325,20 @@ class LocalStore:
         partial = self.work / "partial"
         for data in sorted(partial.glob("*.part")) if partial.exists() else []:
             base = data.name.removesuffix(".part")
-            state = _load_json(data.with_name(base + ".state.json")) or _load_json(
-                data.with_name(base + ".durable.json")
-            ) or {}
+            state = (
+                _load_json(data.with_name(base + ".state.json"))
+                or _load_json(data.with_name(base + ".durable.json"))
+                or {}
+            )
             done = _unruns(state.get("done", []))
             part_size, size = state.get("part_size", 0), state.get("size", 0)
             bytes_done = sum(min(part_size, size - i * part_size) for i in done)
             started = datetime.fromtimestamp(data.stat().st_ctime, UTC).isoformat()
-            out.append(PendingUpload(base.replace("%2F", "/"), started, len(done), bytes_done,
-                                     "partial file"))
+            out.append(
+                PendingUpload(
+                    base.replace("%2F", "/"), started, len(done), bytes_done, "partial file"
+                )
+            )
         return out
 
     def discard_pending(self, name: str | None = None) -> int:

@@ -285,8 +285,12 @@ class FileTransfer:
                 raise _Skip
             if not (done and self.upload.read_part(index, view)):
                 self.engine.http.fetch(
-                    self.link, self.remote, index * self.part_size, view,
-                    self._on_bytes, self._on_retry,
+                    self.link,
+                    self.remote,
+                    index * self.part_size,
+                    view,
+                    self._on_bytes,
+                    self._on_retry,
                 )
                 release_connection()
                 if not done:

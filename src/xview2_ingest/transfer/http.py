@@ -177,7 +177,10 @@ class HttpClient:
         raise _refusal(link, resp.status, body)
 
     def _with_retries(
-        self, link: Link, what: str, attempt_fn: Callable[[], None],
+        self,
+        link: Link,
+        what: str,
+        attempt_fn: Callable[[], None],
         on_retry: Callable[[str], None] | None,
     ) -> None:
         for attempt in range(self.policy.attempts):
@@ -207,7 +210,10 @@ class HttpClient:
             self._check_status(link, resp)
             headers = resp.headers
             ctype = headers.get("Content-Type")
-            if ctype and ctype.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+            if ctype and ctype.split(";")[0].strip().lower() in (
+                "text/html",
+                "application/xhtml+xml",
+            ):
                 resp.close()
                 raise ContentError(
                     f"the server sent an HTML page ({ctype}) instead of the file",
