@@ -1,0 +1,100 @@
+"""One contract, every store: a local folder and S3 (moto server) pass the same tests."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from xview2_ingest.stores import LocalStore, Store
+from xview2_ingest.stores.s3 import S3Store
+
+MiB = 1 << 20
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> Store:  # type: ignore[no-untyped-def]
+    if request.param == "local":
+        return LocalStore(tmp_path / "dest")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = request.getfixturevalue("bucket")
+    return S3Store(f"s3://{bucket}/pre/fix", endpoint_url=endpoint)
+
+
+def parts_of(data: bytes, part: int) -> list[memoryview]:
+    return [memoryview(data)[i : i + part] for i in range(0, len(data), part)]
+
+
+def test_parts_in_any_order_then_publish(store: Store) -> None:
+    part = store.min_part_size
+    data = os.urandom(3 * part + 1234)
+    upload = store.open_upload("a/b.bin", len(data), part)
+    pieces = parts_of(data, part)
+    for i in (2, 0, 3, 1):
+        upload.write_part(i, pieces[i])
+    assert upload.done_parts() == {0, 1, 2, 3}
+    assert store.size_of("a/b.bin") is None  # nothing under the final name yet
+    upload.publish()
+    assert store.size_of("a/b.bin") == len(data)
+    with store.open_read("a/b.bin") as fh:
+        assert fh.read() == data
+    assert store.pending_uploads() == []
+
+
+def test_resume_sees_parts_and_state_of_an_earlier_run(store: Store) -> None:
+    part = store.min_part_size
+    data = os.urandom(3 * part)
+    first = store.open_upload("r.bin", len(data), part)
+    first.write_part(1, parts_of(data, part)[1])
+    first.checkpoint({"hashed": 0, "note": "kept"})
+    first.close()
+    pending = store.pending_uploads()
+    assert [(p.name, p.parts_done, p.bytes_done) for p in pending] == [("r.bin", 1, part)]
+    second = store.open_upload("r.bin", len(data), part)
+    assert second.done_parts() == {1}
+    assert (second.load_state() or {}).get("note") == "kept"
+    readable = second.read_part(1, memoryview(bytearray(part)))
+    assert readable == isinstance(store, LocalStore)
+    # a different geometry does not resume
+    third = store.open_upload("r.bin", len(data), 2 * part)
+    assert third.done_parts() == set()
+    third.abort()
+    assert store.size_of("r.bin") is None
+
+
+def test_abort_and_discard_leave_nothing(store: Store) -> None:
+    part = store.min_part_size
+    data = os.urandom(part + 10)
+    upload = store.open_upload("x.bin", len(data), part)
+    upload.write_part(0, parts_of(data, part)[0])
+    upload.abort()
+    assert store.pending_uploads() == [] and store.size_of("x.bin") is None
+    other = store.open_upload("y.bin", len(data), part)
+    other.write_part(0, parts_of(data, part)[0])
+    other.checkpoint({})
+    other.close()
+    assert store.discard_pending() == 1
+    assert store.pending_uploads() == []
+
+
+def test_small_files_and_streams(store: Store) -> None:
+    assert store.read_bytes("manifest.json") is None
+    store.write_bytes("manifest.json", b"{}")
+    store.write_bytes("index/images.parquet", b"PAR1")
+    assert store.read_bytes("manifest.json") == b"{}"
+    payload = os.urandom(100_000)
+    store.put_stream("train/images/a.png", io.BytesIO(payload), len(payload))
+    assert store.size_of("train/images/a.png") == len(payload)
+    listed = dict(store.list("train"))
+    assert listed == {"train/images/a.png": len(payload)}
+    assert {"manifest.json", "index/images.parquet"} <= dict(store.list()).keys()
+    store.delete("train/images/a.png")
+    assert store.size_of("train/images/a.png") is None
+
+
+def test_local_store_refuses_names_outside_the_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from xview2_ingest.errors import DestinationError
+
+    with pytest.raises(DestinationError):
+        LocalStore(tmp_path).write_bytes("../escape.txt", b"x")
