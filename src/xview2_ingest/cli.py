@@ -34,8 +34,9 @@ class ProgressView:
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self._progress: Any = None
-        self._tasks: dict[str, Any] = {}
+        self._tasks: dict[tuple[str, str], Any] = {}
         self._total: Any = None
+        self._stage = "download"
 
     def __enter__(self) -> ProgressView:
         if self.enabled:
@@ -71,9 +72,14 @@ class ProgressView:
         if self._progress is None:
             return
         p = self._progress
-        task = self._tasks.get(event.name)
+        if event.kind == "stage" and event.name in ("download", "extract", "index"):
+            self._stage = event.name
+            return
+        key = (self._stage, event.name)
+        task = self._tasks.get(key)
         if task is None:
-            task = self._tasks[event.name] = p.add_task(event.name, total=None, note="")
+            label = event.name if self._stage == "download" else f"{self._stage} {event.name}"
+            task = self._tasks[key] = p.add_task(label, total=None, note="")
         if event.kind == "probed":
             p.update(task, total=event.total, note=event.detail)
             if event.total:
@@ -82,8 +88,11 @@ class ProgressView:
             p.update(task, completed=event.done)
             p.advance(self._total, event.done)
         elif event.kind == "bytes":
+            if event.total is not None and p.tasks[task].total is None:
+                p.update(task, total=event.total)
             p.advance(task, event.done)
-            p.advance(self._total, event.done)
+            if self._stage == "download":
+                p.advance(self._total, event.done)
         elif event.kind == "retry":
             p.update(task, note=f"[yellow]{event.detail}")
         elif event.kind in ("verifying", "published", "failed", "skipped"):
