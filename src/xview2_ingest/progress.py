@@ -66,6 +66,8 @@ class FileResult:
 class DownloadReport:
     files: list[FileResult]
     dest: str
+    peak_buffer_bytes: int = 0
+    """Most bytes of part buffers held at once: the enforced memory budget at work."""
 
     @property
     def ok(self) -> bool:

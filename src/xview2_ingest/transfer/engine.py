@@ -187,6 +187,13 @@ class FileTransfer:
         engine, link = self.engine, self.link
         remote = self.remote = engine.http.probe(link, self._on_retry)
         left = link.seconds_left()
+        log.info(
+            "%s: %s bytes, %s, link valid for %s",
+            self.name,
+            remote.size,
+            "ranges" if remote.ranges else "one stream (no Range support)",
+            "an unknown time" if left is None else f"{int(left)}s",
+        )
         self._emit(
             "probed",
             total=remote.size,
@@ -469,7 +476,9 @@ class TransferEngine:
                     self.stop()  # each transfer checkpoints and reports "interrupted"
                     for name, future in futures.items():
                         results[name] = future.result()
-        return DownloadReport([results[link.name] for link in links], self.store.url)
+        report = DownloadReport([results[link.name] for link in links], self.store.url)
+        report.peak_buffer_bytes = self.pool.peak
+        return report
 
 
 def _wait(future: Future[FileResult]) -> FileResult:
