@@ -10,9 +10,7 @@ class ArchiveNotDownloadedError(XView2Error):
     size there differs from the manifest's)."""
 
     def __init__(self, message: str, *, file: str, hint: str | None = None):
-        super().__init__(
-            message, file=file, hint=hint or "run `xview2 download` for it first"
-        )
+        super().__init__(message, file=file, hint=hint or "run `xview2 download` for it first")
 
 
 class CorruptArchiveError(ContentError):

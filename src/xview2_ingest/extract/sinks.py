@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 MiB = 1 << 20
 _TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 _OPEN_FLAGS = (
-    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
 )
 _UTIME_FD = os.utime in os.supports_fd
 
@@ -86,7 +90,7 @@ class WriterPool:
         future.add_done_callback(lambda f: self._release(f, amount))
 
     def _release(self, future: Future[Any], amount: int) -> None:
-        exc = future.exception()
+        exc = None if future.cancelled() else future.exception()
         with self._cond:
             self._held -= amount
             if exc is not None and self.error is None:

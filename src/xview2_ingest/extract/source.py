@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 from ..errors import DestinationError, XView2Error
@@ -49,7 +49,12 @@ def _transient(exc: BaseException) -> bool:
 
 
 class ChainedSource(io.RawIOBase):
-    """A read-only raw stream over ``parts`` (name, expected size) read in order."""
+    """A read-only raw stream over ``parts`` (name, expected size) read in order.
+
+    ``consumed`` counts the bytes handed to the decoder so far (for progress reports,
+    which the caller emits from its own loop: a callback raising inside the decoder's
+    read would otherwise look like a damaged archive).
+    """
 
     def __init__(
         self,
@@ -58,7 +63,6 @@ class ChainedSource(io.RawIOBase):
         *,
         archive: str,
         digests: Sequence[str] = (),
-        on_bytes: Callable[[int], None] | None = None,
         depth: int = 8,
     ):
         super().__init__()
@@ -67,7 +71,6 @@ class ChainedSource(io.RawIOBase):
         self.archive = archive
         self.size = sum(size for _, size in self._parts)
         self._hashes = {algo: hashlib.new(algo) for algo in digests}
-        self._on_bytes = on_bytes
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="xview2-source", daemon=True)
@@ -166,8 +169,6 @@ class ChainedSource(io.RawIOBase):
             raise item.error
         self._chunk = memoryview(item)
         self.consumed += len(item)
-        if self._on_bytes is not None:
-            self._on_bytes(len(item))
         return True
 
     def head(self, n: int = 512) -> bytes:

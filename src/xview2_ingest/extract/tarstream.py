@@ -28,7 +28,7 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..errors import XView2Error
 from .errors import CorruptArchiveError, UnsafeMemberError
@@ -60,31 +60,31 @@ _POSIX_MAGIC = b"ustar\x00"
 _SIGNED = struct.Struct("148b8x356b")
 
 
-def _load_decoder() -> tuple[str, Callable[[IO[bytes]], IO[bytes]]]:
+def _load_decoder() -> tuple[str, Callable[[io.RawIOBase], Any]]:
     try:
         from isal import igzip
 
-        return "isal", lambda raw: igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+        return "isal", lambda raw: igzip.IGzipFile(fileobj=raw, mode="rb")
     except ImportError:
         pass
     try:
         from zlib_ng import gzip_ng
 
-        return "zlib-ng", lambda raw: gzip_ng.GzipNGFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+        return "zlib-ng", lambda raw: gzip_ng.GzipNGFile(fileobj=raw, mode="rb")
     except ImportError:
         pass
-    return "zlib", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return "zlib", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")
 
 
 DECODER, _open_gzip = _load_decoder()
 """Name of the gzip decoder in use: ``isal``, ``zlib-ng`` or ``zlib``."""
 
 
-def open_decoded(raw: IO[bytes], head: bytes) -> IO[bytes]:
+def open_decoded(raw: io.RawIOBase, head: bytes) -> IO[bytes]:
     """The tar bytes of ``raw``: gunzipped when ``head`` (its first bytes) is gzip magic."""
     if head[:2] == b"\x1f\x8b":
-        return _open_gzip(raw)
-    return io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+        return cast(IO[bytes], _open_gzip(raw))
+    return cast(IO[bytes], io.BufferedReader(raw, buffer_size=1 << 20))
 
 
 @dataclass(slots=True)
@@ -170,8 +170,9 @@ class TarStream:
 
     # -- raw reads ---------------------------------------------------------------------
     def _corrupt(self, what: str) -> CorruptArchiveError:
-        return CorruptArchiveError(f"{what} at byte {self.position:,} of the tar stream",
-                                   file=self.archive)
+        return CorruptArchiveError(
+            f"{what} at byte {self.position:,} of the tar stream", file=self.archive
+        )
 
     def _read(self, n: int) -> bytes:
         try:
@@ -290,7 +291,12 @@ class TarStream:
         if kind == b"\0" and text.endswith("/"):
             kind = DIR_TYPE
         member = TarMember(
-            text, kind, size, mode, mtime, link_text,
+            text,
+            kind,
+            size,
+            mode,
+            mtime,
+            link_text,
             sparse=any(k.startswith("GNU.sparse.") for k in records),
         )
         # Only regular files carry data in the stream (as in tarfile); every other type
@@ -308,7 +314,7 @@ class TarStream:
 
     def data_reader(self) -> IO[bytes]:
         """A file object reading the rest of the current member's data, for large members."""
-        return _MemberReader(self)
+        return cast(IO[bytes], _MemberReader(self))
 
     def skip_data(self) -> None:
         if self._remaining:

@@ -365,3 +365,93 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=self.state_key(rel))
             count += 1
         return count
+
+    def open_read_at(self, name: str, offset: int) -> IO[bytes]:
+        """Like :meth:`open_read`, starting ``offset`` bytes into the object (ranged GET)."""
+        try:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self.key_of(name), Range=f"bytes={offset}-"
+            )["Body"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "read", self.url) from None
+        return body  # type: ignore[no-any-return]
+
+    def compose(
+        self,
+        name: str,
+        sources: tuple[str, ...],
+        *,
+        workers: int = 8,
+        max_part_size: int = 5 * 1024 * MiB,
+        min_part_size: int = 5 * MiB,
+    ) -> int:
+        """Publish the concatenation of the objects ``sources`` as ``name``, server-side.
+
+        A multipart upload whose parts are ``UploadPartCopy`` requests with a
+        ``CopySourceRange``: no byte leaves the server.  Each source is cut into equal
+        ranges of at most ``max_part_size`` (S3 allows 5 GiB per copied part); every range
+        but the very last must be at least ``min_part_size`` (S3's 5 MiB), otherwise a
+        :class:`DestinationError` is raised before anything is started.  Ranges are copied
+        by ``workers`` threads; the upload is aborted on any failure.  Returns the size.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        pieces: list[tuple[str, int, int]] = []
+        for source in sources:
+            size = self.size_of(source)
+            if size is None:
+                raise DestinationError(f"cannot assemble {name}: {source} is missing", file=name)
+            count = max(1, -(-size // max_part_size))
+            step = -(-size // count)
+            pieces += [(source, a, min(a + step, size)) for a in range(0, size, step)]
+        total = sum(end - start for _, start, end in pieces)
+        small = [p for p in pieces[:-1] if p[2] - p[1] < min_part_size]
+        if small:
+            raise DestinationError(
+                f"cannot assemble {name} server-side: {small[0][0]} is smaller than the "
+                f"{min_part_size:,}-byte minimum of a copied part",
+                file=name,
+            )
+        if len(pieces) > self.max_parts:
+            raise DestinationError(f"cannot assemble {name}: too many parts", file=name)
+        key = self.key_of(name)
+        try:
+            if not pieces:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=b"")
+                return 0
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "start assembling in", self.url) from None
+
+        def copy(number: int, piece: tuple[str, int, int]) -> dict[str, Any]:
+            source, start, end = piece
+            reply = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": self.key_of(source)},
+                CopySourceRange=f"bytes={start}-{end - 1}",
+            )
+            return {"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(max(1, min(workers, len(pieces)))) as pool:
+                parts = list(pool.map(copy, range(1, len(pieces) + 1), pieces))
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException as exc:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except (ClientError, BotoCoreError) as abort_exc:
+                log.warning("could not abort assembling %s: %s", name, abort_exc)
+            if isinstance(exc, ClientError | BotoCoreError):
+                raise _error(exc, name, "assemble in", self.url) from None
+            raise
+        size = self.size_of(name)
+        if size != total:
+            raise DestinationError(
+                f"assembled object has {size} bytes, expected {total:,}", file=name
+            )
+        return total

@@ -1,0 +1,33 @@
+"""Safe, streaming, resumable extraction of the downloaded archives (local folder or S3).
+
+from xview2_ingest.extract import extract
+report = extract(dest="s3://bucket/xview2")
+assert report.ok, report.summary()
+"""
+
+from __future__ import annotations
+
+from .core import Extractor, extract, is_archive
+from .errors import (
+    ArchiveChecksumError,
+    ArchiveNotDownloadedError,
+    CorruptArchiveError,
+    UnsafeArchiveError,
+    UnsafeMemberError,
+)
+from .report import ArchiveResult, ExtractReport
+from .tarstream import DECODER
+
+__all__ = [
+    "DECODER",
+    "ArchiveChecksumError",
+    "ArchiveNotDownloadedError",
+    "ArchiveResult",
+    "CorruptArchiveError",
+    "ExtractReport",
+    "Extractor",
+    "UnsafeArchiveError",
+    "UnsafeMemberError",
+    "extract",
+    "is_archive",
+]

@@ -1,0 +1,82 @@
+"""Results of :func:`~xview2_ingest.extract.extract`, one per archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import EXIT_FAILURE, EXIT_OK, XView2Error
+
+ExtractStatus = Literal["extracted", "skipped", "failed"]
+
+
+@dataclass
+class ArchiveResult:
+    name: str
+    """The archive (``xview2_geotiff.tgz`` for the six GeoTIFF parts)."""
+    status: ExtractStatus = "failed"
+    members_written: int = 0
+    members_skipped: int = 0
+    """Members already in place with the right size, from an earlier run."""
+    members_total: int = 0
+    """Regular files in the archive (its member count)."""
+    bytes_written: int = 0
+    """Member bytes written in this run."""
+    archive_bytes: int = 0
+    """Compressed bytes read in this run (0 when nothing had to be read)."""
+    seconds: float = 0.0
+    sha1: str | None = None
+    """SHA1 of the whole archive when it was computed (the GeoTIFF archive)."""
+    sources: list[str] = field(default_factory=list)
+    assembled: bool = False
+    """``xview2_geotiff.tgz`` was assembled from its parts in this run."""
+    removed: list[str] = field(default_factory=list)
+    """Archives deleted after the verified extraction (``remove_archives``)."""
+    error: XView2Error | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+@dataclass
+class ExtractReport:
+    archives: list[ArchiveResult]
+    dest: str
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.archives)
+
+    @property
+    def failed(self) -> list[ArchiveResult]:
+        return [a for a in self.archives if a.status == "failed"]
+
+    @property
+    def members_written(self) -> int:
+        return sum(a.members_written for a in self.archives)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(a.bytes_written for a in self.archives)
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed:
+            return max(a.error.exit_code if a.error else EXIT_FAILURE for a in self.failed)
+        return EXIT_OK
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for a in self.archives:
+            counts[a.status] = counts.get(a.status, 0) + 1
+        parts = [f"{n} {status}" for status, n in counts.items()]
+        seconds = sum(a.seconds for a in self.archives)
+        mb = self.bytes_written / 1e6
+        rate = f", {mb / seconds:.1f} MB/s" if seconds > 0 and mb else ""
+        skipped = sum(a.members_skipped for a in self.archives)
+        return (
+            f"{len(self.archives)} archive(s): {', '.join(parts) or 'nothing to do'}; "
+            f"{self.members_written:,} member(s) written, {skipped:,} already in place; "
+            f"{mb:,.1f} MB in {seconds:.1f}s{rate} -> {self.dest}"
+        )

@@ -1,0 +1,563 @@
+"""Extraction: real archives, a real folder and the real moto S3 server; no mocks."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from xview2_ingest.catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
+from xview2_ingest.demo.synth import ARCHIVE_NAMES, SynthStats, make_split_archive
+from xview2_ingest.errors import EXIT_FAILURE, UsageError
+from xview2_ingest.extract import (
+    ArchiveChecksumError,
+    ArchiveNotDownloadedError,
+    CorruptArchiveError,
+    Extractor,
+    UnsafeArchiveError,
+    UnsafeMemberError,
+    extract,
+    tarstream,
+)
+from xview2_ingest.extract.records import RECORD_DIR
+from xview2_ingest.manifest import Manifest
+from xview2_ingest.progress import Event
+from xview2_ingest.stores import LocalStore, Store
+from xview2_ingest.stores.s3 import S3Store
+
+MiB = 1 << 20
+TRAIN, TEST = ARCHIVE_NAMES["train"], ARCHIVE_NAMES["test"]
+
+
+# -- helpers -------------------------------------------------------------------------
+def members_of(path: Path) -> dict[str, bytes]:
+    """Regular members and their bytes, read with the standard library."""
+    out = {}
+    with tarfile.open(path, "r:*") as tar:
+        for info in tar:
+            if info.isfile():
+                out[info.name] = tar.extractfile(info).read()  # type: ignore[union-attr]
+    return out
+
+
+def publish(store: Store, name: str, data: bytes) -> None:
+    """Put a file at the destination and record it as downloaded, as `download` does."""
+    store.write_bytes(name, data)
+    Manifest(store).record(
+        name,
+        size=len(data),
+        digests={"sha1": hashlib.sha1(data).hexdigest()},
+        verified=True,
+        source=None,
+    )
+
+
+def local_files(root: Path) -> dict[str, int]:
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_size
+        for p in root.rglob("*")
+        if p.is_file() and ".xview2" not in p.parts
+    }
+
+
+def s3_store(moto_endpoint: str, bucket: str, prefix: str = "x2") -> S3Store:
+    return S3Store(f"s3://{bucket}/{prefix}", endpoint_url=moto_endpoint)
+
+
+def tgz(members: list[tuple[tarfile.TarInfo, bytes | None]], **kw: object) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", **kw) as tar:  # type: ignore[call-overload]
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, 0o644
+    return info
+
+
+# -- local -------------------------------------------------------------------------
+@pytest.fixture()
+def local_dest(tmp_path: Path, dataset: tuple[Path, SynthStats]) -> Path:
+    root, _ = dataset
+    dest = tmp_path / "dest"
+    store = LocalStore(dest)
+    for name in (TRAIN, TEST):
+        publish(store, name, (root / name).read_bytes())
+    return dest
+
+
+def test_local_extraction_matches_the_archives(
+    local_dest: Path, dataset: tuple[Path, SynthStats]
+) -> None:
+    root, stats = dataset
+    events: list[Event] = []
+    report = extract(None, local_dest, progress=events.append, workers=4)
+    assert report.ok and report.exit_code == 0, report.summary()
+    assert [a.name for a in report.archives] == [TEST, TRAIN]
+    for result, split in zip(report.archives, ("test", "train"), strict=True):
+        expected = members_of(root / ARCHIVE_NAMES[split])
+        assert result.status == "extracted"
+        assert result.members_total == result.members_written == stats.members[split]
+        assert result.members_written == len(expected)
+        assert result.archive_bytes == (root / ARCHIVE_NAMES[split]).stat().st_size
+        for name, data in expected.items():
+            assert (local_dest / name).read_bytes() == data
+        for sub in ("images", "labels", "targets"):
+            assert (local_dest / split / sub).is_dir()
+    files = local_files(local_dest)
+    assert len(files) == stats.members["train"] + stats.members["test"] + 3  # archives, manifest
+    assert not [p for p in local_dest.rglob("*.tmp")]
+    # progress: one stage, bytes adding up to each archive's size, one published each
+    assert events[0].kind == "stage" and events[0].name == "extract"
+    for name in (TRAIN, TEST):
+        mine = [e for e in events if e.name == name]
+        assert sum(e.done for e in mine if e.kind == "bytes") == (root / name).stat().st_size
+        assert {e.total for e in mine if e.kind == "bytes"} == {(root / name).stat().st_size}
+        assert mine[-1].kind == "published"
+    # a record per archive
+    assert (local_dest / RECORD_DIR / f"{TRAIN}.json").exists()
+
+
+def test_rerun_skips_everything_without_reading(local_dest: Path) -> None:
+    assert extract(None, local_dest).ok
+    before = {p: p.stat().st_mtime_ns for p in local_dest.rglob("*.png")}
+    events: list[Event] = []
+    again = extract(None, local_dest, progress=events.append)
+    assert again.ok
+    assert {a.status for a in again.archives} == {"skipped"}
+    assert all(a.members_written == 0 and a.archive_bytes == 0 for a in again.archives)
+    assert all(a.members_skipped == a.members_total > 0 for a in again.archives)
+    assert not [e for e in events if e.kind == "bytes"]
+    assert before == {p: p.stat().st_mtime_ns for p in local_dest.rglob("*.png")}
+
+
+def test_deleted_and_damaged_members_are_restored(local_dest: Path) -> None:
+    first = extract([TRAIN], local_dest).archives[0]
+    images = sorted((local_dest / "train" / "images").iterdir())
+    good = {p: p.read_bytes() for p in images[:3]}
+    images[0].unlink()
+    images[1].write_bytes(b"short")
+    report = extract([TRAIN], local_dest)
+    result = report.archives[0]
+    assert result.status == "extracted"
+    assert result.members_written == 2
+    assert result.members_skipped == first.members_total - 2
+    for path, data in good.items():
+        assert path.read_bytes() == data
+
+
+def test_interrupted_extraction_continues(local_dest: Path) -> None:
+    seen = 0
+
+    def stop_midway(event: Event) -> None:
+        nonlocal seen
+        if event.kind == "bytes":
+            seen += event.done
+            if seen > 3 * MiB:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        extract([TRAIN], local_dest, progress=stop_midway, workers=2)
+    partial = [p for p in (local_dest / "train").rglob("*") if p.is_file()]
+    assert partial  # some members were written ...
+    assert not (local_dest / RECORD_DIR / f"{TRAIN}.json").exists()  # ... but not all
+    result = extract([TRAIN], local_dest).archives[0]
+    assert result.status == "extracted"
+    assert result.members_skipped >= len(partial) - 8  # at most the in-flight ones redone
+    assert result.members_written > 0
+    assert result.members_written + result.members_skipped == result.members_total
+    assert not list((local_dest / "train").rglob(".*.tmp"))
+
+
+def test_remove_archives_only_after_a_complete_extraction(local_dest: Path) -> None:
+    report = extract([TRAIN], local_dest, remove_archives=True)
+    assert report.ok and report.archives[0].removed == [TRAIN]
+    assert not (local_dest / TRAIN).exists() and (local_dest / TEST).exists()
+    # the record remembers: a rerun is a no-op although the archive is gone
+    again = extract(None, local_dest)
+    assert [a.status for a in again.archives] == ["extracted", "skipped"]
+    # ... until an extracted file is lost: then the archive is needed again
+    next((local_dest / "train" / "labels").iterdir()).unlink()
+    lost = extract([TRAIN], local_dest).archives[0]
+    assert isinstance(lost.error, ArchiveNotDownloadedError)
+    assert "download" in str(lost.error)
+
+
+def test_an_archive_not_downloaded_is_refused(tmp_path: Path, dataset: tuple) -> None:
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveNotDownloadedError, match="download"):
+        extract(None, dest)
+    dest.mkdir(exist_ok=True)
+    shutil.copy(dataset[0] / TRAIN, dest / TRAIN)  # present, but not in the manifest
+    report = extract([TRAIN, "notes.txt"], dest)
+    assert not report.ok and report.exit_code == 2  # the usage error wins
+    assert isinstance(report.archives[0].error, ArchiveNotDownloadedError)
+    assert "xview2 download" in str(report.archives[0].error)
+    assert isinstance(report.archives[1].error, UsageError)
+    assert not (dest / "train").exists()
+
+
+def test_a_truncated_archive_is_reported(tmp_path: Path, dataset: tuple) -> None:
+    store = LocalStore(tmp_path / "dest")
+    data = (dataset[0] / TRAIN).read_bytes()
+    publish(store, TRAIN, data[: len(data) // 2])
+    result = extract([TRAIN], tmp_path / "dest").archives[0]
+    assert isinstance(result.error, CorruptArchiveError)
+    assert result.error.exit_code == EXIT_FAILURE
+    assert not (tmp_path / "dest" / RECORD_DIR / f"{TRAIN}.json").exists()
+
+
+# -- hostile archives ------------------------------------------------------------------
+HOSTILE: dict[str, tuple[Callable[[Path], tarfile.TarInfo], str]] = {
+    "dotdot": (lambda out: member("../outside/evil.txt"), "'..'"),
+    "nested-dotdot": (lambda out: member("train/../../outside/evil.txt"), "'..'"),
+    "absolute": (lambda out: member(str(out / "evil.txt")), "absolute path"),
+    "symlink": (lambda out: member("train/link", tarfile.SYMTYPE, str(out)), "symbolic link"),
+    "relative-symlink": (
+        lambda out: member("train/ok-link", tarfile.SYMTYPE, "images"),
+        "symbolic link",
+    ),
+    "hardlink": (lambda out: member("train/hard", tarfile.LNKTYPE, "train/a.png"), "hard link"),
+    "chardev": (lambda out: member("train/tty", tarfile.CHRTYPE), "character device"),
+    "blockdev": (lambda out: member("train/sda", tarfile.BLKTYPE), "block device"),
+    "fifo": (lambda out: member("train/pipe", tarfile.FIFOTYPE), "fifo"),
+    "workarea": (lambda out: member(".xview2/extract/x.json"), ".xview2"),
+    "manifest": (lambda out: member("./manifest.json"), "manifest"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archives_are_refused(tmp_path: Path, case: str) -> None:
+    make, reason = HOSTILE[case]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    hostile = make(outside)
+    data = None if hostile.type != tarfile.REGTYPE else b"pwned"
+    archive = tgz(
+        [
+            (member("train/a.png"), b"\x89PNG first"),
+            (hostile, data),
+            (member("train/z.png"), b"\x89PNG last"),
+        ],
+        format=tarfile.GNU_FORMAT,
+    )
+    dest = tmp_path / "dest"
+    store = LocalStore(dest)
+    publish(store, TRAIN, archive)
+    manifest_before = (dest / "manifest.json").read_bytes()
+    report = extract([TRAIN], dest)
+    error = report.archives[0].error
+    assert isinstance(error, UnsafeMemberError) and isinstance(error, UnsafeArchiveError)
+    assert error.archive == TRAIN and error.member == hostile.name
+    assert reason in error.reason and TRAIN in str(error) and hostile.name in str(error)
+    assert report.exit_code == EXIT_FAILURE
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "outside"]
+    assert local_files(dest) == {TRAIN: len(archive), "manifest.json": len(manifest_before)}
+    assert (dest / "manifest.json").read_bytes() == manifest_before
+    assert not (dest / "train").exists()  # the member written before the bad one is gone
+    assert not (dest / RECORD_DIR / f"{TRAIN}.json").exists()
+
+
+def test_a_link_already_at_the_destination_cannot_lead_outside(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    publish(LocalStore(dest), TRAIN, tgz([(member("train/images/a.png"), b"x")]))
+    (dest / "train").symlink_to(outside)
+    error = extract([TRAIN], dest).archives[0].error
+    assert isinstance(error, UnsafeMemberError) and "outside" in error.reason
+    assert list(outside.iterdir()) == []
+
+
+def test_hostile_archive_refused_on_s3(moto_endpoint: str, bucket: str, s3) -> None:  # type: ignore[no-untyped-def]
+    store = s3_store(moto_endpoint, bucket)
+    archive = tgz(
+        [
+            (member("train/a.png"), b"first"),
+            (member("train/evil", tarfile.SYMTYPE, "/etc/passwd"), None),
+        ]
+    )
+    publish(store, TRAIN, archive)
+    report = extract([TRAIN], f"s3://{bucket}/x2", endpoint_url=moto_endpoint)
+    assert isinstance(report.archives[0].error, UnsafeMemberError)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert keys == {f"x2/{TRAIN}", "x2/manifest.json"}
+
+
+# -- the tar reader itself --------------------------------------------------------------
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_reader_agrees_with_tarfile_on_every_format(fmt: int) -> None:
+    long_dir = "train/" + "d" * 90 + "/" + "e" * 60
+    names = ["train/images/a.png", f"{long_dir}/long_name_{'x' * 80}.png", "train/é-ü.json"]
+    if fmt == tarfile.USTAR_FORMAT:
+        names[1] = f"{'p' * 120}/short.png"  # ustar: prefix + name
+    entries: list[tuple[tarfile.TarInfo, bytes | None]] = [(member("train", tarfile.DIRTYPE), None)]
+    entries += [(member(n), os.urandom(i * 1000 + 1)) for i, n in enumerate(names)]
+    entries.append((member("train/empty.txt"), b""))
+    raw = tgz(entries, format=fmt)
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        expected = {i.name: tar.extractfile(i).read() for i in tar if i.isfile()}  # type: ignore[union-attr]
+    reader = tarstream.TarStream(gzip.GzipFile(fileobj=io.BytesIO(raw)), "t.tgz")
+    got: dict[str, bytes] = {}
+    kinds = []
+    while (m := reader.next_member()) is not None:
+        kinds.append(m.is_dir)
+        if m.is_file:
+            got[m.name] = reader.read_data()
+    assert got == expected and kinds[0] is True
+
+
+@pytest.mark.parametrize("decoder", ["isal", "zlib-ng", "zlib"])
+def test_every_gzip_decoder_gives_the_same_members(decoder: str, dataset: tuple) -> None:
+    path = dataset[0] / TEST
+    opener: Callable[[io.BytesIO], object]
+    if decoder == "isal":
+        igzip = pytest.importorskip("isal.igzip")
+        opener = lambda raw: igzip.IGzipFile(fileobj=raw, mode="rb")  # noqa: E731
+    elif decoder == "zlib-ng":
+        gzip_ng = pytest.importorskip("zlib_ng.gzip_ng")
+        opener = lambda raw: gzip_ng.GzipNGFile(fileobj=raw, mode="rb")  # noqa: E731
+    else:
+        opener = lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")  # noqa: E731
+    reader = tarstream.TarStream(opener(io.BytesIO(path.read_bytes())), TEST)  # type: ignore[arg-type]
+    got = {}
+    while (m := reader.next_member()) is not None:
+        if m.is_file:
+            got[m.name] = hashlib.sha1(reader.read_data()).hexdigest()
+    assert reader.drain() < 10240  # the end-of-archive zeros, up to a 10 KiB record
+    assert got == {n: hashlib.sha1(d).hexdigest() for n, d in members_of(path).items()}
+
+
+# -- S3 -------------------------------------------------------------------------------
+def test_s3_extraction_rerun_and_repair(
+    moto_endpoint: str,
+    bucket: str,
+    s3,
+    dataset: tuple[Path, SynthStats],  # type: ignore[no-untyped-def]
+) -> None:
+    root, stats = dataset
+    store = s3_store(moto_endpoint, bucket)
+    for name in (TRAIN, TEST):
+        publish(store, name, (root / name).read_bytes())
+    dest = f"s3://{bucket}/x2"
+    report = extract(None, dest, endpoint_url=moto_endpoint, workers=8)
+    assert report.ok, report.summary()
+    objects = {
+        o["Key"]: o["Size"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="x2/")
+        for o in page.get("Contents", [])
+    }
+    for split in ("train", "test"):
+        expected = members_of(root / ARCHIVE_NAMES[split])
+        assert len(expected) == stats.members[split]
+        for name, data in expected.items():
+            assert objects[f"x2/{name}"] == len(data)
+    sample = next(n for n in members_of(root / TRAIN) if n.endswith(".json"))
+    body = s3.get_object(Bucket=bucket, Key=f"x2/{sample}")["Body"].read()
+    assert body == members_of(root / TRAIN)[sample]
+    assert f"x2/{RECORD_DIR}/{TRAIN}.json" in objects
+    # rerun: nothing read, nothing written
+    again = extract(None, dest, endpoint_url=moto_endpoint)
+    assert {a.status for a in again.archives} == {"skipped"}
+    assert sum(a.archive_bytes for a in again.archives) == 0
+    # lose two objects: exactly those come back
+    lost = [k for k in objects if k.startswith("x2/train/images/")][:2]
+    for key in lost:
+        s3.delete_object(Bucket=bucket, Key=key)
+    repaired = extract([TRAIN], dest, endpoint_url=moto_endpoint).archives[0]
+    assert repaired.members_written == 2
+    assert repaired.members_skipped == stats.members["train"] - 2
+    for key in lost:
+        assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == objects[key]
+
+
+# -- the GeoTIFF archive in six parts ---------------------------------------------------
+@pytest.fixture(scope="module")
+def geotiff(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[bytes]]:
+    """A .tgz in the GeoTIFF layout, big enough for six parts of >= 5 MiB (S3's minimum
+    for every part of a multipart copy but the last)."""
+    rng = __import__("random").Random(7)
+    entries: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for split in ("tier1", "tier3", "test", "hold"):
+        for i in range(4):
+            stem = f"geotiffs/{split}/images/socal-fire_{i:08d}_pre_disaster"
+            entries.append((member(f"{stem}.tif"), rng.randbytes(2 * MiB + 123 * i)))
+            entries.append((member(stem.replace("images", "labels") + ".json"), b"{}"))
+    whole = tgz(entries, compresslevel=1)
+    assert len(whole) > 31 * MiB
+    cut = len(whole) // 6
+    parts = [whole[i * cut : (i + 1) * cut if i < 5 else None] for i in range(6)]
+    return whole, parts
+
+
+def geotiff_catalog(whole: bytes) -> Catalog:
+    return Catalog().with_overrides({GEOTIFF_ARCHIVE: {"sha1": hashlib.sha1(whole).hexdigest()}})
+
+
+def test_geotiff_parts_extract_as_one_and_assemble_locally(
+    tmp_path: Path, geotiff: tuple[bytes, list[bytes]]
+) -> None:
+    whole, parts = geotiff
+    dest = tmp_path / "dest"
+    store = LocalStore(dest)
+    for name, data in zip(GEOTIFF_PART_NAMES, parts, strict=True):
+        publish(store, name, data)
+    catalog = geotiff_catalog(whole)
+    report = extract([GEOTIFF_PART_NAMES[2]], dest, catalog=catalog, assemble_geotiff=True)
+    result = report.archives[0]
+    assert report.ok, report.summary()
+    assert result.name == GEOTIFF_ARCHIVE and result.sources == list(GEOTIFF_PART_NAMES)
+    assert result.sha1 == hashlib.sha1(whole).hexdigest() and result.assembled
+    assert result.archive_bytes == len(whole)
+    expected = members_of_bytes(whole)
+    assert result.members_written == len(expected) == 32
+    for name, data in expected.items():
+        assert (dest / name).read_bytes() == data
+    assert (dest / GEOTIFF_ARCHIVE).read_bytes() == whole
+    entry = Manifest(store).get(GEOTIFF_ARCHIVE)
+    assert entry and entry["verified"] and entry["sha1"] == result.sha1
+    # now assembled: a rerun with remove_archives removes the parts, keeps the whole
+    again = extract(None, dest, catalog=catalog, remove_archives=True, assemble_geotiff=True)
+    assert [a.status for a in again.archives] == ["skipped"]
+    assert sorted(again.archives[0].removed) == sorted(GEOTIFF_PART_NAMES)
+    assert (dest / GEOTIFF_ARCHIVE).exists()
+    assert not [n for n in GEOTIFF_PART_NAMES if (dest / n).exists()]
+
+
+def members_of_bytes(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {i.name: tar.extractfile(i).read() for i in tar if i.isfile()}  # type: ignore[union-attr]
+
+
+def test_geotiff_wrong_sha1_or_missing_part(
+    tmp_path: Path, geotiff: tuple[bytes, list[bytes]]
+) -> None:
+    whole, parts = geotiff
+    dest = tmp_path / "dest"
+    store = LocalStore(dest)
+    for name, data in list(zip(GEOTIFF_PART_NAMES, parts, strict=True))[:5]:
+        publish(store, name, data)
+    missing = extract([GEOTIFF_ARCHIVE], dest, catalog=geotiff_catalog(whole)).archives[0]
+    assert isinstance(missing.error, ArchiveNotDownloadedError)
+    assert "af" in str(missing.error) and "download" in str(missing.error)
+    publish(store, GEOTIFF_PART_NAMES[5], parts[5])
+    # the built-in catalog has the real archive's SHA1: this one does not match
+    report = extract(None, dest, assemble_geotiff=True, remove_archives=True)
+    error = report.archives[0].error
+    assert isinstance(error, ArchiveChecksumError) and error.expected != error.actual
+    assert error.actual == hashlib.sha1(whole).hexdigest()
+    assert not (dest / GEOTIFF_ARCHIVE).exists()  # neither assembled ...
+    assert all((dest / n).exists() for n in GEOTIFF_PART_NAMES)  # ... nor removed
+    assert not (dest / RECORD_DIR / f"{GEOTIFF_ARCHIVE}.json").exists()
+
+
+def test_geotiff_on_s3_extracts_and_assembles_server_side(
+    moto_endpoint: str,
+    bucket: str,
+    s3,
+    geotiff: tuple[bytes, list[bytes]],  # type: ignore[no-untyped-def]
+) -> None:
+    whole, parts = geotiff
+    store = s3_store(moto_endpoint, bucket)
+    for name, data in zip(GEOTIFF_PART_NAMES, parts, strict=True):
+        publish(store, name, data)
+    report = extract(
+        None,
+        f"s3://{bucket}/x2",
+        endpoint_url=moto_endpoint,
+        catalog=geotiff_catalog(whole),
+        assemble_geotiff=True,
+        remove_archives=True,
+    )
+    result = report.archives[0]
+    assert report.ok, report.summary()
+    assert result.assembled and result.sha1 == hashlib.sha1(whole).hexdigest()
+    assert sorted(result.removed) == sorted(GEOTIFF_PART_NAMES)
+    head = s3.head_object(Bucket=bucket, Key=f"x2/{GEOTIFF_ARCHIVE}")
+    assert head["ContentLength"] == len(whole)
+    assert head["ETag"].strip('"').endswith("-6")  # a six-part multipart upload (copies)
+    body = s3.get_object(Bucket=bucket, Key=f"x2/{GEOTIFF_ARCHIVE}")["Body"].read()
+    assert body == whole
+    for name, data in list(members_of_bytes(whole).items())[:5]:
+        assert s3.get_object(Bucket=bucket, Key=f"x2/{name}")["Body"].read() == data
+    for name in GEOTIFF_PART_NAMES:
+        assert store.size_of(name) is None
+
+
+def test_s3_compose_cuts_large_sources_into_ranges(moto_endpoint: str, bucket: str, s3) -> None:  # type: ignore[no-untyped-def]
+    store = s3_store(moto_endpoint, bucket, "c")
+    a, b = os.urandom(11 * MiB + 5), os.urandom(3 * MiB)
+    store.write_bytes("a", a)
+    store.write_bytes("b", b)
+    # ranges of at most 6 MiB: "a" becomes two copied parts of ~5.5 MiB, "b" the last one
+    assert store.compose("ab", ("a", "b"), max_part_size=6 * MiB) == len(a) + len(b)
+    head = s3.head_object(Bucket=bucket, Key="c/ab")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert s3.get_object(Bucket=bucket, Key="c/ab")["Body"].read() == a + b
+    with pytest.raises(Exception, match="minimum"):
+        store.compose("ba", ("b", "a"))  # "b" would be a 3 MiB part that is not the last
+
+
+def test_make_split_archive_with_a_custom_name_extracts(tmp_path: Path) -> None:
+    """Archives named .tar (gzip inside, as some people save them) are read by content."""
+    path = make_split_archive(tmp_path / "src", "hold", 3, name="hold.tar")
+    dest = tmp_path / "dest"
+    publish(LocalStore(dest), "hold.tar", path.read_bytes())
+    result = extract(["hold.tar"], dest).archives[0]
+    assert result.status == "extracted" and result.members_written == 18
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_members_larger_than_the_memory_budget_are_streamed(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    big = os.urandom(5 * MiB + 17)
+    archive = tgz([(member("train/images/big.tif"), big), (member("train/labels/a.json"), b"{}")])
+    store: Store
+    if where == "local":
+        store = LocalStore(tmp_path / "dest")
+    else:
+        store = s3_store(
+            request.getfixturevalue("moto_endpoint"), request.getfixturevalue("bucket")
+        )
+    publish(store, TRAIN, archive)
+    # a 4 MiB budget: members over 2 MiB go straight from the decoder to the destination
+    report = Extractor(store, memory_budget=4 * MiB, workers=2).run([TRAIN])
+    assert report.ok, report.summary()
+    assert report.archives[0].members_written == 2
+    with store.open_read("train/images/big.tif") as fh:
+        assert fh.read() == big
+
+
+def test_falls_back_to_the_standard_library_decoder(tmp_path: Path, dataset: tuple) -> None:
+    """Without isal and zlib-ng (imports blocked in a fresh interpreter), zlib does the work."""
+    dest = tmp_path / "dest"
+    publish(LocalStore(dest), TEST, (dataset[0] / TEST).read_bytes())
+    code = (
+        "import sys\n"
+        "sys.modules['isal'] = sys.modules['zlib_ng'] = None\n"
+        "from xview2_ingest.extract import DECODER, extract\n"
+        "report = extract([sys.argv[2]], sys.argv[1])\n"
+        "print(DECODER, report.archives[0].members_written)\n"
+        "sys.exit(report.exit_code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(dest), TEST], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["zlib", str(dataset[1].members["test"])]
