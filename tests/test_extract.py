@@ -6,12 +6,14 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, cast
 
 import pytest
 
@@ -29,6 +31,7 @@ from xview2_ingest.extract import (
     tarstream,
 )
 from xview2_ingest.extract.records import RECORD_DIR
+from xview2_ingest.extract.safety import safe_name
 from xview2_ingest.manifest import Manifest
 from xview2_ingest.progress import Event
 from xview2_ingest.stores import LocalStore, Store
@@ -81,6 +84,10 @@ def tgz(members: list[tuple[tarfile.TarInfo, bytes | None]], **kw: object) -> by
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return buf.getvalue()
+
+
+def gunzip(data: bytes) -> IO[bytes]:
+    return cast(IO[bytes], gzip.GzipFile(fileobj=io.BytesIO(data)))
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
@@ -235,13 +242,16 @@ HOSTILE: dict[str, tuple[Callable[[Path], tarfile.TarInfo], str]] = {
     "chardev": (lambda out: member("train/tty", tarfile.CHRTYPE), "character device"),
     "blockdev": (lambda out: member("train/sda", tarfile.BLKTYPE), "block device"),
     "fifo": (lambda out: member("train/pipe", tarfile.FIFOTYPE), "fifo"),
+    "sparse": (lambda out: member("train/s.bin", tarfile.GNUTYPE_SPARSE), "GNU sparse file"),
+    "long-dotdot": (lambda out: member("train/" + "d" * 120 + "/../../../evil.txt"), "'..'"),
     "workarea": (lambda out: member(".xview2/extract/x.json"), ".xview2"),
     "manifest": (lambda out: member("./manifest.json"), "manifest"),
 }
 
 
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archives_are_refused(tmp_path: Path, case: str) -> None:
+def test_hostile_archives_are_refused(tmp_path: Path, case: str, fmt: int) -> None:
     make, reason = HOSTILE[case]
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -253,7 +263,7 @@ def test_hostile_archives_are_refused(tmp_path: Path, case: str) -> None:
             (hostile, data),
             (member("train/z.png"), b"\x89PNG last"),
         ],
-        format=tarfile.GNU_FORMAT,
+        format=fmt,
     )
     dest = tmp_path / "dest"
     store = LocalStore(dest)
@@ -301,25 +311,214 @@ def test_hostile_archive_refused_on_s3(moto_endpoint: str, bucket: str, s3) -> N
 
 # -- the tar reader itself --------------------------------------------------------------
 @pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
-def test_reader_agrees_with_tarfile_on_every_format(fmt: int) -> None:
+def test_reader_reads_every_format(fmt: int) -> None:
+    """ustar (name prefix), GNU (long names and links), pax (long and non-ASCII names)."""
     long_dir = "train/" + "d" * 90 + "/" + "e" * 60
     names = ["train/images/a.png", f"{long_dir}/long_name_{'x' * 80}.png", "train/é-ü.json"]
+    target = "images/" + "t" * 150 + ".png"  # GNU long link, pax linkpath
     if fmt == tarfile.USTAR_FORMAT:
         names[1] = f"{'p' * 120}/short.png"  # ustar: prefix + name
+        target = "images/a.png"
+    written = {n: os.urandom(i * 1000 + 1) for i, n in enumerate(names)}
+    written["train/empty.txt"] = b""
     entries: list[tuple[tarfile.TarInfo, bytes | None]] = [(member("train", tarfile.DIRTYPE), None)]
-    entries += [(member(n), os.urandom(i * 1000 + 1)) for i, n in enumerate(names)]
-    entries.append((member("train/empty.txt"), b""))
+    entries += [(member(n), data) for n, data in written.items()]
+    entries.append((member("train/link", tarfile.SYMTYPE, target), None))
     raw = tgz(entries, format=fmt)
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-        expected = {i.name: tar.extractfile(i).read() for i in tar if i.isfile()}  # type: ignore[union-attr]
-    reader = tarstream.TarStream(gzip.GzipFile(fileobj=io.BytesIO(raw)), "t.tgz")
+    reader = tarstream.TarStream(gunzip(raw), "t.tgz")
+    seen: list[tarstream.TarMember] = []
     got: dict[str, bytes] = {}
-    kinds = []
     while (m := reader.next_member()) is not None:
-        kinds.append(m.is_dir)
+        seen.append(m)
         if m.is_file:
             got[m.name] = reader.read_data()
-    assert got == expected and kinds[0] is True
+    assert got == written
+    assert seen[0].is_dir and seen[0].name == "train"
+    assert seen[-1].kind() == "symbolic link" and seen[-1].linkname == target
+    assert all(m.mode == 0o644 for m in seen) and reader.ended
+
+
+def test_reader_slices_skips_and_drains() -> None:
+    a, b, c = os.urandom(70_001), os.urandom(3 * MiB + 5), os.urandom(513)
+    raw = tgz([(member("a"), a), (member("b"), b), (member("c"), c)])
+    reader = tarstream.TarStream(gunzip(raw), "t.tgz")
+    first = reader.next_member()
+    assert first is not None and first.size == len(a)
+    stream = reader.data_reader()
+    parts = []
+    while chunk := stream.read(7_000):
+        parts.append(chunk)
+    assert b"".join(parts) == a
+    second = reader.next_member()
+    assert second is not None and second.name == "b"
+    assert reader.data_reader().read(10) == b[:10]  # the rest is skipped by next_member
+    third = reader.next_member()
+    assert third is not None and reader.read_data() == c
+    assert reader.next_member() is None and reader.next_member() is None
+    assert reader.drain() < 10240
+
+
+# raw archives, header by header, for what tarfile would not write
+def header(
+    name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, pax: dict[str, str] | None = None
+) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.mode, info.pax_headers = size, kind, 0o644, pax or {}
+    if pax:
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def meta(kind: bytes, payload: bytes) -> bytes:
+    """A GNU long-name or pax header with its payload."""
+    return header("././@LongLink", len(payload), kind) + padded(payload)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n = len(str(n)) + len(body)
+    return str(n).encode() + body
+
+
+def file(name: str, data: bytes) -> bytes:
+    return header(name, len(data)) + padded(data)
+
+
+END = bytes(1024)
+GOOD = file("train/a.png", b"\x89PNG first")
+HUGE_RECORD = pax_record("comment", "c" * (tarstream.META_MAX - 100))
+CHAIN = (tarstream.HEADER_READ_MAX + 2 * tarstream.READ_SIZE) // tarstream.META_MAX + 10
+"""Enough pax headers of almost META_MAX bytes to exceed what one member's headers may read."""
+
+
+def bad_checksum() -> bytes:
+    block = bytearray(header("train/b.png", 3))
+    block[0] ^= 1  # the name changes, the recorded checksum does not
+    return bytes(block)
+
+
+DAMAGED: dict[str, tuple[Callable[[], bytes], str]] = {
+    "empty": (lambda: b"", "empty archive"),
+    "not tar": (lambda: b"x" * 2048, "invalid tar header"),
+    "bad checksum first": (lambda: bad_checksum() + b"abc" + END, "checksum"),
+    # tarfile alone takes a damaged header after the first member for the end of the archive
+    "bad checksum later": (lambda: GOOD + bad_checksum() + b"abc" + END, "checksum"),
+    "truncated header": (lambda: GOOD + header("train/b.png", 3)[:100], "truncated header"),
+    "truncated data": (lambda: GOOD + header("train/b.png", 5000) + b"d" * 1000, "middle"),
+    "truncated padding": (lambda: GOOD + header("train/b.png", 100) + b"d" * 100, "middle"),
+    "negative size": (lambda: GOOD + header("train/b.png", -1) + END, "negative"),
+    "negative pax size": (
+        lambda: meta(tarfile.XHDTYPE, pax_record("size", "-5")) + header("b") + END,
+        "negative",
+    ),
+    "bad pax record": (lambda: GOOD + meta(tarfile.XHDTYPE, b"0 path=x\n") + GOOD, "invalid"),
+    "oversized long name": (
+        lambda: GOOD + header("././@LongLink", 1 << 30, tarfile.GNUTYPE_LONGNAME),
+        "oversized metadata header (1,073,741,824 bytes)",
+    ),
+    "oversized pax header": (
+        lambda: meta(tarfile.XHDTYPE, b"x" * (tarstream.META_MAX + 1)) + GOOD,
+        "oversized metadata header",
+    ),
+    "chained pax headers": (
+        lambda: GOOD + meta(tarfile.XHDTYPE, HUGE_RECORD) * CHAIN + GOOD + END,
+        "metadata headers of one member too long",
+    ),
+    "many chained pax headers": (
+        lambda: meta(tarfile.XHDTYPE, pax_record("comment", "c")) * 2000 + GOOD + END,
+        "metadata headers",  # too deep for tarfile's recursion, or over the bound
+    ),
+    "global pax records": (
+        lambda: (
+            b"".join(
+                meta(tarfile.XGLTYPE, pax_record(f"k{i}", "v" * (tarstream.META_MAX * 2 // 5)))
+                for i in range(3)
+            )
+            + GOOD
+            + END
+        ),
+        "global pax records longer than",
+    ),
+    "long name without a member": (
+        lambda: GOOD + meta(tarfile.GNUTYPE_LONGNAME, b"train/" + b"n" * 200) + END,
+        "the archive ends where a member header was expected",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_damaged_archives_raise_corrupt_archive_error(case: str) -> None:
+    make, message = DAMAGED[case]
+    raw = make()
+    reader = tarstream.TarStream(io.BytesIO(raw), "t.tar")
+    with pytest.raises(CorruptArchiveError, match=re.escape(message)) as caught:
+        while (m := reader.next_member()) is not None:
+            if m.is_file:
+                reader.read_data()
+        reader.drain()
+    assert caught.value.file == "t.tar"
+    # memory stays bounded: what was read is the headers' allowance plus one read ahead
+    assert reader.position <= tarstream.HEADER_READ_MAX + 2 * tarstream.READ_SIZE
+
+
+def test_damaged_gzip_data_is_a_corrupt_archive() -> None:
+    raw = bytearray(tgz([(member("train/a.json"), b"{}" * 100_000)]))
+    raw[len(raw) // 2] ^= 0xFF
+    reader = tarstream.TarStream(gunzip(bytes(raw)), "t.tgz")
+    with pytest.raises(CorruptArchiveError, match="unreadable data"):
+        while (m := reader.next_member()) is not None:
+            if m.is_file:
+                reader.read_data()
+        reader.drain()
+
+
+def test_archive_ends_without_or_with_a_lone_zero_block() -> None:
+    """As with GNU tar: no end-of-archive marker is accepted, one zero block ends it."""
+    for tail in (b"", bytes(512) + file("train/after.png", b"ignored")):
+        reader = tarstream.TarStream(io.BytesIO(GOOD + tail), "t.tar")
+        first = reader.next_member()
+        assert first is not None and reader.read_data() == b"\x89PNG first"
+        assert reader.next_member() is None and reader.ended
+
+
+def test_members_whose_data_tarfile_skips_cannot_outrun_the_archive() -> None:
+    """A type tarfile does not know (or a sparse file): its data is skipped by tarfile,
+    which would read on past the end for as long as the header's size says."""
+    raw = GOOD + header("train/x", 1 << 60, b"Z") + b"z" * 5000
+    reader = tarstream.TarStream(io.BytesIO(raw), "t.tar")
+    assert reader.next_member() is not None
+    odd = reader.next_member()
+    assert odd is not None and odd.kind() == "unsupported member type b'Z'"
+    assert not odd.is_file and odd.size == 1 << 60
+    with pytest.raises(CorruptArchiveError, match="ends in the middle of a member"):
+        reader.next_member()
+    # and when the data is there, iteration goes on past it
+    raw = header("train/x", 700, b"Z") + padded(b"z" * 700) + GOOD + END
+    reader = tarstream.TarStream(io.BytesIO(raw), "t.tar")
+    assert [m.name for m in iter(reader.next_member, None)] == ["train/x", "train/a.png"]
+
+
+def test_names_that_are_not_utf8_are_refused() -> None:
+    raw = GOOD + file("train/caf\udce9.png", b"x") + END  # a Latin-1 byte, 0xE9
+    reader = tarstream.TarStream(io.BytesIO(raw), "t.tar")
+    assert reader.next_member() is not None
+    with pytest.raises(UnsafeMemberError, match="not valid UTF-8") as caught:
+        reader.next_member()
+    assert caught.value.member == "train/caf\\xe9.png"
+
+
+def test_pax_sparse_members_are_sparse() -> None:
+    raw = header("train/s.bin", pax={"GNU.sparse.size": "10"}) + END
+    found = tarstream.TarStream(io.BytesIO(raw), "t.tar").next_member()
+    assert found is not None and found.sparse and found.kind() == "GNU sparse file"
+    with pytest.raises(UnsafeMemberError, match="GNU sparse file"):
+        safe_name("t.tar", found)
 
 
 @pytest.mark.parametrize("decoder", ["isal", "zlib-ng", "zlib"])

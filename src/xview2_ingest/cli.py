@@ -229,8 +229,11 @@ def _report_failures(report: DownloadReport) -> None:
         )
 
 
-def _read_hidden_lines() -> list[str]:
-    """Lines up to an empty one, without echo: pasted links carry secrets."""
+def _read_hidden_lines(prompt: str) -> list[str]:
+    """Lines up to an empty one, without echo: pasted links carry secrets.
+
+    Echo is turned off before the prompt appears, so a quick paste is never shown.
+    """
     import termios
 
     fd = sys.stdin.fileno()
@@ -240,6 +243,7 @@ def _read_hidden_lines() -> list[str]:
     termios.tcsetattr(fd, termios.TCSADRAIN, hidden)
     lines: list[str] = []
     try:
+        _err(prompt)
         for line in sys.stdin:
             if not line.strip():
                 break
@@ -251,8 +255,9 @@ def _read_hidden_lines() -> list[str]:
 
 def _ask_fresh_links(expired: Sequence[str]) -> list[Link]:
     _err(f"links expired for: {', '.join(expired)}")
-    _err("paste fresh links (or a links file path), then an empty line; empty to stop:")
-    lines = _read_hidden_lines()
+    lines = _read_hidden_lines(
+        "paste fresh links (or a links file path), then an empty line; empty to stop:"
+    )
     _err(f"({sum(1 for x in lines if x.strip())} line(s) read)")
     text = "".join(lines).strip()
     if not text:

@@ -60,10 +60,16 @@ def png(width: int, height: int, channels: int, fill: int | bytes = 0) -> bytes:
     raw = b"".join(b"\x00" + pixel * width for _ in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass
@@ -98,8 +104,13 @@ def _wkt(points: list[tuple[float, float]]) -> str:
 
 
 def label(
-    rng: random.Random, disaster: str, dtype: str, image_id: int, phase: str,
-    buildings: list[tuple[str, str | None]], size: int,
+    rng: random.Random,
+    disaster: str,
+    dtype: str,
+    image_id: int,
+    phase: str,
+    buildings: list[tuple[str, str | None]],
+    size: int,
 ) -> dict[str, object]:
     """A label in the real schema; ``buildings`` is a list of (uid, subtype)."""
     lon0, lat0 = rng.uniform(-120, 120), rng.uniform(-40, 50)
@@ -120,7 +131,10 @@ def label(
             "sensor": "WORLDVIEW02",
             "provider_asset_type": "WORLDVIEW02",
             "gsd": round(rng.uniform(1.8, 2.6), 6),
-            "capture_date": f"2018-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T16:0{rng.randint(0, 9)}:00.000Z",
+            "capture_date": (
+                f"2018-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+                f"T16:0{rng.randint(0, 9)}:00.000Z"
+            ),
             "off_nadir_angle": round(rng.uniform(5, 35), 6),
             "pan_resolution": round(rng.uniform(0.4, 0.7), 6),
             "sun_azimuth": round(rng.uniform(100, 200), 6),
@@ -182,8 +196,15 @@ def make_split_archive(
                     stats.buildings[(split, phase, s or "")] += 1
                     stats.buildings_by_disaster[(split, disaster, phase, s or "")] += 1
                 stem = f"{disaster}_{image_id:08d}_{phase}_disaster"
-                doc = label(rng, disaster, disasters[disaster], image_id, phase,
-                            list(zip(uids, subtypes, strict=True)), 1024)
+                doc = label(
+                    rng,
+                    disaster,
+                    disasters[disaster],
+                    image_id,
+                    phase,
+                    list(zip(uids, subtypes, strict=True)),
+                    1024,
+                )
                 img = image + (rng.randbytes(padding) if padding else b"")
                 members = [
                     (f"{split}/images/{stem}.png", img),
@@ -245,7 +266,7 @@ def _tree_chunk(
 
     root, split, start, stop, total, mean, seed, size = args
     stats = SynthStats()
-    rng = np.random.default_rng([seed, start, total, len(split)])
+    rng = np.random.default_rng([seed, start, total, zlib.crc32(split.encode())])
     disasters = TIER3_DISASTERS if split == "tier3" else TIER1_DISASTERS
     names = sorted(disasters)
     classes = REAL_POST_BUILDINGS.get(split, (1, 1, 1, 1, 1))
@@ -266,7 +287,8 @@ def _tree_chunk(
         centres = rng.uniform(30, size - 30, (n, 2))
         xy_wkt, ll_wkt = [], []
         for (cx, cy), k in zip(centres.tolist(), vertices.tolist(), strict=True):
-            angles = np.sort(rng.uniform(0, 2 * np.pi, k))
+            # around the centre, gaps under half a turn: a simple (valid) polygon
+            angles = (np.arange(k) + rng.uniform(0, 0.8, k)) * (2 * np.pi / k)
             radii = rng.uniform(4, 25, k)
             xs = cx + radii * np.cos(angles)
             ys = cy + radii * np.sin(angles)
@@ -274,7 +296,8 @@ def _tree_chunk(
             xy_wkt.append(_ring_wkt(xs.tolist(), ys.tolist()))
             ll_wkt.append(_ring_wkt((lon0 + xs * 3e-6).tolist(), (lat0 - ys * 3e-6).tolist()))
         post_types = [SUBTYPES[j] for j in rng.choice(len(SUBTYPES), n, p=probs).tolist()]
-        capture = f"2018-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}T16:04:11.000Z"
+        month, day = int(rng.integers(1, 13)), int(rng.integers(1, 29))
+        capture = f"2018-{month:02d}-{day:02d}T16:04:11.000Z"
         for phase in ("pre", "post"):
             stem = f"{disaster}_{image_id:08d}_{phase}_disaster"
             xy, lng_lat = [], []
@@ -341,7 +364,7 @@ def write_label_tree(
 
     pairs = dict(REAL_PAIRS if pairs is None else pairs)
     means: dict[str, float] = {}
-    for split, n in pairs.items():
+    for split in pairs:
         if isinstance(buildings_per_pair, dict):
             means[split] = buildings_per_pair.get(split, 36.0)
         elif buildings_per_pair is not None:
