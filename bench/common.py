@@ -48,12 +48,11 @@ INSTALL_HINTS = {
 
 
 def which(name: str) -> str | None:
-    """A tool on PATH, or beside this Python (an un-activated virtualenv's scripts)."""
-    found = shutil.which(name)
-    if found:
-        return found
+    """A tool beside this Python (its environment's scripts: moto_server, rclone), else PATH."""
     local = Path(sys.executable).parent / name
-    return str(local) if local.exists() and os.access(local, os.X_OK) else None
+    if local.exists() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)
 
 
 def gnu_time() -> str | None:
@@ -210,10 +209,10 @@ class Nginx:
 
     def __enter__(self) -> Nginx:
         binary = require(["nginx"])["nginx"]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "nginx-tmp").mkdir(exist_ok=True)
-        (WORK / "files").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.dir = WORK / "nginx" / str(self.port)  # one per instance: conf, pid, logs
+        (self.dir / "nginx-tmp").mkdir(parents=True, exist_ok=True)
+        (WORK / "files").mkdir(parents=True, exist_ok=True)
         conf = self.dir / "nginx.conf"
         conf.write_text(
             NGINX_CONF.format(
@@ -253,31 +252,66 @@ S3_ENV = {
 
 
 class Moto:
-    """``moto_server`` as its own process, so its memory is not mixed with ours."""
+    """moto's S3 server as its own process (its memory is not mixed with ours), traced.
+
+    ``bench/moto_server.py`` is ``moto_server`` plus a log of every request's start and
+    end on the server's clock, from which :meth:`phases` tells receiving parts apart from
+    ``CompleteMultipartUpload``.
+    """
 
     def __init__(self) -> None:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.trace_path = WORK / "moto" / "trace.jsonl"
 
     @property
     def endpoint(self) -> str:
         return f"http://{HOST}:{self.port}"
 
     def __enter__(self) -> Moto:
-        binary = require(["moto_server"])["moto_server"]
-        WORK.mkdir(parents=True, exist_ok=True)
+        try:
+            import moto.server  # noqa: F401
+        except ImportError:
+            require(["moto_server"])  # prints the install hint and exits
         self.port = free_port()
+        logs = WORK / "moto"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.trace_path = logs / f"{self.port}.jsonl"
+        self.trace_path.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "-H", HOST, "-p", str(self.port)],
+            [
+                sys.executable, str(Path(__file__).with_name("moto_server.py")),
+                "-H", HOST, "-p", str(self.port), "--trace", str(self.trace_path),
+            ],
             stdout=subprocess.DEVNULL,
-            stderr=open(WORK / "moto.log", "wb"),
+            stderr=open(logs / f"{self.port}.log", "wb"),
             env={**os.environ, **S3_ENV},
-        )
+        )  # fmt: skip
         wait_for_port(self.port, self.proc, "moto_server")
         return self
 
     def __exit__(self, *exc: object) -> None:
         stop_process(self.proc)
+        for leftover in (self.trace_path, self.trace_path.with_suffix(".log")):
+            leftover.unlink(missing_ok=True)
+
+    def phases(self, key: str) -> dict[str, float]:
+        """Server-side seconds: receiving the object's bytes, and completing the upload."""
+        try:
+            lines = self.trace_path.read_text().splitlines()
+        except OSError:
+            return {}
+        records = [json.loads(line) for line in lines if line.strip()]
+        mine = [r for r in records if r["path"].endswith("/" + key) and "end" in r]
+        parts = [r for r in mine if r["method"] == "PUT" and "partNumber=" in r["query"]]
+        puts = parts or [r for r in mine if r["method"] == "PUT"]
+        completes = [r for r in mine if r["method"] == "POST" and "uploadId=" in r["query"]]
+        out: dict[str, float] = {}
+        if puts:
+            out["receive_s"] = max(r["end"] for r in puts) - min(r["start"] for r in puts)
+        if completes:
+            out["complete_s"] = sum(r["end"] - r["start"] for r in completes)
+        return out
 
     def client(self):  # type: ignore[no-untyped-def]
         import boto3
@@ -463,6 +497,18 @@ def write_section(key: str, body: str) -> None:
     )
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(text)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so the servers' context managers stop them."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def load_average() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 @contextlib.contextmanager

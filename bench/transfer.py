@@ -5,8 +5,11 @@ One command runs every scenario on 127.0.0.1 against a private nginx (per-connec
 every S3 run), prints wall time, peak RSS and xview2's ratio to each peer, checks the
 targets and rewrites the "transfer" section of ``docs/benchmarks.md``::
 
-    python bench/transfer.py            # the real figures (1, 2 and 4 GiB files)
+    python bench/transfer.py            # the real figures: 1, 2 and 4 GiB files, 3 rounds
     python bench/transfer.py --quick    # a smoke run with small files (< 2 minutes)
+
+The contenders of a scenario run in interleaved rounds (A B C, A B C, ...) and the median
+counts: on a small shared VM a single run of anything writing gigabytes is noisy.
 
 Missing peers are reported with the command that installs them.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -36,7 +40,9 @@ from common import (
     Nginx,
     TestFile,
     catalog_for,
+    exit_on_sigterm,
     fresh_dir,
+    load_average,
     machine,
     machine_markdown,
     make_file,
@@ -90,9 +96,7 @@ class Scenario:
 class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.tools = require(
-            ["time", "nginx", "aria2c", "curl", "sha1sum", "rclone", "moto_server"]
-        )
+        self.tools = require(["time", "nginx", "aria2c", "curl", "sha1sum", "rclone"])
         try:
             import requests  # noqa: F401
         except ImportError:
@@ -235,6 +239,7 @@ class Bench:
             if m.ok and got != f.size:
                 m.ok, m.detail = False, f"object has {got} bytes, expected {f.size}"
             m.extra["server_rss_mb"] = moto.rss_mb()
+            m.extra.update(moto.phases(key))
             for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=obj["Key"])
         self._show(m, f.size)
@@ -309,13 +314,11 @@ class Bench:
 
         return {"xview2": xview2, "naive": naive, "rclone": rclone}
 
-    def ceiling(self, f: TestFile) -> Measure:
-        best: Measure | None = None
-        tried = []
-        for chunk, conc in CEILING_CONFIGS:
-            m = self.run_s3(
+    def ceiling_contenders(self, f: TestFile) -> list[Callable[[], Measure]]:
+        def one(chunk: int, conc: int) -> Callable[[], Measure]:
+            return lambda: self.run_s3(
                 f"ceiling: upload_file {chunk} MiB x{conc}",
-                lambda moto, bucket, key, chunk=chunk, conc=conc: [
+                lambda moto, bucket, key: [
                     sys.executable,
                     str(PEERS),
                     "ceiling",
@@ -333,15 +336,8 @@ class Bench:
                 ],
                 f,
             )
-            tried.append(f"{chunk} MiB x{conc}: {m.seconds:.2f}s")
-            if m.ok and (best is None or m.seconds < best.seconds):
-                best = m
-        assert best is not None, "no ceiling run succeeded"
-        best.extra["tried"] = tried
-        best.tool = (
-            "S3 server ceiling (boto3 upload_file " + best.tool.split("upload_file ")[1] + ")"
-        )
-        return best
+
+        return [one(chunk, conc) for chunk, conc in CEILING_CONFIGS]
 
     # -- display -----------------------------------------------------------------------------
     @staticmethod
@@ -366,19 +362,49 @@ def _slug(tool: str) -> str:
 # -- scenarios ------------------------------------------------------------------------------
 
 
+def rounds(b: Bench, contenders: list[Callable[[], Measure]]) -> list[Measure]:
+    """``--repeat`` interleaved rounds (A B C, A B C, ...); the median time of each counts.
+
+    Peak RSS is the largest seen; a contender fails if any of its runs failed.
+    """
+    runs: list[list[Measure]] = [[] for _ in contenders]
+    for r in range(b.args.repeat):
+        if b.args.repeat > 1:
+            print(f"   -- round {r + 1} of {b.args.repeat}", flush=True)
+        for i, run in enumerate(contenders):
+            runs[i].append(run())
+    out = []
+    for ms in runs:
+        times = [m.seconds for m in ms]
+        rss = [m.peak_rss_mb for m in ms if m.peak_rss_mb]
+        failed = [m for m in ms if not m.ok]
+        merged = Measure(
+            ms[0].tool,
+            statistics.median(times),
+            max(rss) if rss else None,
+            not failed,
+            failed[0].detail if failed else "",
+        )
+        merged.extra["runs"] = [round(t, 2) for t in times]
+        for phase in ("receive_s", "complete_s"):
+            values = [float(m.extra[phase]) for m in ms if phase in m.extra]  # type: ignore[arg-type]
+            if values:
+                merged.extra[phase] = statistics.median(values)
+        out.append(merged)
+    return out
+
+
 def throttled_local(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
     f = make_file(size)
     warm(f.path)
     rate = b.args.rate_mb
     sc = Scenario(
-        "throttled-local",
-        f"{_gib(size)} to local disk, {rate:g} MB/s per connection",
-        size,
+        "throttled-local", f"{_gib(size)} to local disk, {rate:g} MB/s per connection", size
     )
     url = nginx.url(f.name, throttled=True)
     run = b.local_contenders(url, f, conns, f"--connections {conns}")
-    sc.results = [run["xview2"](), run["aria2c"](), run["curl"]()]
-    x, a, c = sc.results[0].tool, sc.results[1].tool, sc.results[2].tool
+    sc.results = rounds(b, [run["xview2"], run["aria2c"], run["curl"]])
+    x, a, c = (m.tool for m in sc.results)
     sc.targets = [Target(f"xview2 / aria2c -x16 -s16 ({sc.title})", sc.ratio(x, a), 0.9)]
     sc.notes.append(f"xview2 / curl: {_fmt(sc.ratio(x, c))}")
     return sc
@@ -390,7 +416,7 @@ def unthrottled_local(b: Bench, nginx: Nginx, size: int) -> Scenario:
     sc = Scenario("unthrottled-local", f"{_gib(size)} to local disk, unthrottled", size)
     url = nginx.url(f.name)
     run = b.local_contenders(url, f, b.args.connections_unthrottled, "")
-    sc.results = [run["xview2"](), run["curl"](), run["aria2c"]()]
+    sc.results = rounds(b, [run["xview2"], run["curl"], run["aria2c"]])
     x, c, a = (m.tool for m in sc.results)
     sc.targets = [Target(f"xview2 / (curl + sha1sum) ({sc.title})", sc.ratio(x, c), 0.7)]
     sc.notes.append(f"xview2 / aria2c: {_fmt(sc.ratio(x, a))}")
@@ -406,7 +432,7 @@ def s3_throttled(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
     )
     url = nginx.url(f.name, throttled=True)
     run = b.s3_contenders(url, f, conns, f"--connections {conns}")
-    sc.results = [run["xview2"](), run["naive"](), run["rclone"]()]
+    sc.results = rounds(b, [run["xview2"], run["naive"], run["rclone"]])
     x, n, r = (m.tool for m in sc.results)
     sc.targets = [
         Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 0.25),
@@ -421,20 +447,30 @@ def s3_unthrottled(b: Bench, nginx: Nginx, size: int) -> Scenario:
     sc = Scenario("s3-unthrottled", f"{_gib(size)} to S3, unthrottled", size)
     url = nginx.url(f.name)
     run = b.s3_contenders(url, f, b.args.connections_unthrottled)
-    sc.results = [run["xview2"](), run["naive"](), run["rclone"](), b.ceiling(f)]
+    ceilings = b.ceiling_contenders(f)
+    results = rounds(b, [run["xview2"], run["naive"], run["rclone"], *ceilings])
+    tried = results[3:]
+    best = min((m for m in tried if m.ok), key=lambda m: m.seconds, default=tried[0])
+    sc.notes.append(
+        "Ceiling settings tried (chunk size x concurrency: median time): "
+        + "; ".join(f"{m.tool.split('upload_file ', 1)[-1]}: {m.seconds:.2f} s" for m in tried)
+        + "."
+    )
+    setting = best.tool.split("upload_file ", 1)[1]
+    best.tool = f"S3 server ceiling (boto3 upload_file from disk, {setting})"
+    sc.results = [*results[:3], best]
     x, n, _r, c = (m.tool for m in sc.results)
     sc.targets = [
         Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 1.0),
         Target(f"xview2 / S3 server ceiling ({sc.title})", sc.ratio(x, c), 1.15),
     ]
-    sc.notes.append("ceiling runs: " + "; ".join(sc.results[-1].extra.get("tried", [])))  # type: ignore[arg-type]
     return sc
 
 
 def big_rss(b: Bench, nginx: Nginx, size: int) -> Scenario:
     f = make_file(size)
     warm(f.path)
-    sc = Scenario("rss", f"peak RSS of xview2, {_gib(size)} file, unthrottled", size)
+    sc = Scenario("rss", f"Peak RSS of xview2, {_gib(size)} file, unthrottled", size)
     url = nginx.url(f.name)
     local = b.local_contenders(url, f, b.args.connections_unthrottled, "(local)")["xview2"]()
     s3 = b.s3_contenders(url, f, b.args.connections_unthrottled, "(S3)")["xview2"]()
@@ -460,18 +496,30 @@ def _fmt(ratio: float | None) -> str:
 
 def table(sc: Scenario) -> str:
     x = sc.results[0]
-    rows = [
-        f"**{sc.title}**",
-        "",
-        "| contender | wall time | throughput | peak RSS | xview2 time ÷ this |",
-        "|---|---:|---:|---:|---:|",
-    ]
+    many = any(len(m.extra.get("runs", [])) > 1 for m in sc.results)  # type: ignore[arg-type]
+    s3 = any("complete_s" in m.extra for m in sc.results)
+    head = "| contender | wall time | throughput | peak RSS | xview2 time ÷ this |"
+    rule = "|---|---:|---:|---:|---:|"
+    if s3:
+        head += " moto: receiving | moto: completing |"
+        rule += "---:|---:|"
+    if many:
+        head, rule = head + " every run |", rule + "---|"
+    rows = [f"**{sc.title}**", "", head, rule]
     for m in sc.results:
-        mbps = sc.size / MB / m.seconds if m.ok else 0
+        mbps = f"{sc.size / MB / m.seconds:.0f} MB/s" if m.ok else "—"
         rss = f"{m.peak_rss_mb * MiB / MB:.0f} MB" if m.peak_rss_mb else "?"
         ratio = "—" if m is x or sc.key == "rss" else _fmt(sc.ratio(x.tool, m.tool))
         status = "" if m.ok else " (FAILED)"
-        rows.append(f"| {m.tool}{status} | {m.seconds:.2f} s | {mbps:.0f} MB/s | {rss} | {ratio} |")
+        row = f"| {m.tool}{status} | {m.seconds:.2f} s | {mbps} | {rss} | {ratio} |"
+        if s3:
+            for phase in ("receive_s", "complete_s"):
+                value = m.extra.get(phase)
+                row += f" {value:.2f} s |" if isinstance(value, float) else " ? |"
+        if many:
+            runs = m.extra.get("runs", [])
+            row += " " + ", ".join(f"{t:.2f}" for t in runs) + " |"  # type: ignore[attr-defined]
+        rows.append(row)
     for note in sc.notes:
         rows += ["", note]
     return "\n".join(rows)
@@ -499,10 +547,17 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
     command = "python bench/transfer.py" + (" --quick" if args.quick else "")
     if args.size_gib:
         command += f" --size-gib {args.size_gib:g}"
+    if args.repeat != (1 if args.quick else 3):
+        command += f" --repeat {args.repeat}"
+    runs = (
+        "one run of each contender"
+        if args.repeat == 1
+        else f"{args.repeat} interleaved rounds, the median counts"
+    )
     parts = [
         "## Transfer: xview2 side by side with aria2c, curl, rclone and the naive way",
         "",
-        f"Command: `{command}` (one run of each contender; total {elapsed / 60:.1f} min;"
+        f"Command: `{command}` ({runs}; total {elapsed / 60:.1f} min;"
         f" xview2 run through {b.xview2_how}; generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
         "",
         "Machine:",
@@ -529,7 +584,15 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " rclone: `rclone copyurl URL remote:bucket/key`, defaults. Ceiling: `boto3`"
         " `upload_file` of the same bytes from local disk, best of several chunk size /"
         " concurrency settings.",
-        "- Ratio = xview2's wall time ÷ the contender's (below 1: xview2 is faster).",
+        "- Ratio = xview2's wall time ÷ the contender's (below 1: xview2 is faster). With"
+        " `--repeat N` the contenders run in N interleaved rounds and each figure is the"
+        " median; peak RSS is the largest of the N.",
+        "- Every S3 figure includes moto's `CompleteMultipartUpload`, which concatenates the"
+        " parts and checksums the whole object in one Python thread after the last part: it"
+        " costs every multipart uploader the same several seconds per GiB. moto runs as"
+        " `bench/moto_server.py` (moto's own app with a request log); *moto: receiving* is"
+        " the server-side time from the first to the end of the last part upload, *moto:"
+        " completing* the time it spent in `CompleteMultipartUpload`.",
         "",
     ]
     for sc in scenarios:
@@ -571,10 +634,18 @@ def main() -> int:
         default=None,
         choices=["throttled-local", "unthrottled-local", "s3-throttled", "s3-unthrottled", "rss"],
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="interleaved rounds per scenario; the median counts (default 3, 1 with --quick)",
+    )
     parser.add_argument("--skip-rss", action="store_true", help="skip the 4 GiB peak-RSS runs")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
 
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     base = int((args.size_gib or 1) * GiB)
     if args.quick and not args.size_gib:
         base = 48 * MiB
@@ -585,9 +656,11 @@ def main() -> int:
     if args.quick or args.skip_rss:
         wanted.discard("rss") if args.only is None else None
 
+    exit_on_sigterm()
     b = Bench(args)
     print(f"xview2 runs through {b.xview2_how}")
     info = machine()
+    info["Load average at start (1, 5, 15 min)"] = load_average()
     started = time.perf_counter()
     scenarios: list[Scenario] = []
     with Nginx(rate=int(args.rate_mb * MB)) as nginx:
@@ -602,9 +675,10 @@ def main() -> int:
         for key, fn in plan:
             if key not in wanted:
                 continue
-            with step(key):
+            with step(f"{key} (load average {load_average()})"):
                 scenarios.append(fn())
     elapsed = time.perf_counter() - started
+    info["Load average at end"] = load_average()
 
     print()
     for sc in scenarios:

@@ -86,9 +86,9 @@ def test_small_files_and_streams(store: Store) -> None:
     payload = os.urandom(100_000)
     store.put_stream("train/images/a.png", io.BytesIO(payload), len(payload))
     assert store.size_of("train/images/a.png") == len(payload)
-    listed = dict(store.list("train"))
+    listed = dict(store.list_files("train"))
     assert listed == {"train/images/a.png": len(payload)}
-    assert {"manifest.json", "index/images.parquet"} <= dict(store.list()).keys()
+    assert {"manifest.json", "index/images.parquet"} <= dict(store.list_files()).keys()
     store.delete("train/images/a.png")
     assert store.size_of("train/images/a.png") is None
 

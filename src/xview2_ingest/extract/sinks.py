@@ -292,8 +292,8 @@ class ObjectSink:
     def existing(self, prefix: str) -> dict[str, int]:
         try:
             if prefix:
-                return dict(self._store.list(prefix + "/"))
-            return {n: s for n, s in self._store.list("") if "/" not in n}
+                return dict(self._store.list_files(prefix + "/"))
+            return {n: s for n, s in self._store.list_files("") if "/" not in n}
         except XView2Error:
             raise
         except Exception as exc:

@@ -238,7 +238,7 @@ def _label_names(store: Store) -> list[tuple[str, int]]:
         if isinstance(store, LocalStore):
             found = _scan(store.root / prefix, prefix)
         else:
-            found = [(n, size) for n, size in store.list(prefix + "/") if is_label_path(n)]
+            found = [(n, size) for n, size in store.list_files(prefix + "/") if is_label_path(n)]
         log.debug("%d label files under %s", len(found), prefix)
         names.extend(sorted(found))
     return names

@@ -102,7 +102,7 @@ class Store(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list_files(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         """Published names under ``prefix`` with their sizes."""
         ...
 

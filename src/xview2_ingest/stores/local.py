@@ -308,7 +308,7 @@ class LocalStore:
         with contextlib.suppress(FileNotFoundError):
             self.path_of(name).unlink()
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list_files(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         base = self.root / prefix if prefix else self.root
         if not base.exists():
             return

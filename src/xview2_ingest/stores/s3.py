@@ -310,7 +310,7 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, name, "delete", self.url) from None
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list_files(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         base = self.key_of(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
         strip = len(self.prefix) + 1 if self.prefix else 0
         try:
