@@ -89,23 +89,27 @@ def _view(args: argparse.Namespace) -> Any:
     return ProgressView(sys.stderr.isatty() and not args.quiet)
 
 
-def cmd_extract(args: argparse.Namespace) -> int:
+def _extract(args: argparse.Namespace, names: list[str] | None, view: Any) -> int:
     from .extract import extract
 
-    with _view(args) as view:
-        report = extract(
-            args.names or None,
-            args.dest,
-            endpoint_url=args.endpoint_url,
-            progress=view,
-            remove_archives=args.remove_archives,
-            assemble_geotiff=args.assemble_geotiff,
-            workers=args.workers,
-        )
+    report = extract(
+        names,
+        args.dest,
+        endpoint_url=args.endpoint_url,
+        progress=view,
+        remove_archives=args.remove_archives,
+        assemble_geotiff=args.assemble_geotiff,
+        workers=args.workers,
+    )
     _print_failures(report)
     if not args.quiet:
         _err(report.summary())
     return int(report.exit_code)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    with _view(args) as view:
+        return _extract(args, args.names or None, view)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -161,7 +165,6 @@ def _print_failures(report: Any) -> None:
 def run_ingest(args: argparse.Namespace, links: list[Any], view: Any) -> int:
     """Download, then extract and index what is verified; one progress display."""
     from .cli import _report_failures, run_download
-    from .extract import extract
     from .index import build_index
     from .progress import Event
 
@@ -175,20 +178,9 @@ def run_ingest(args: argparse.Namespace, links: list[Any], view: Any) -> int:
     archives = [f.name for f in report.files]
     if not args.from_archives:
         view(Event("stage", "extract"))
-        extracted = extract(
-            archives,
-            args.dest,
-            endpoint_url=args.endpoint_url,
-            progress=view,
-            remove_archives=args.remove_archives,
-            assemble_geotiff=args.assemble_geotiff,
-            workers=args.workers,
-        )
-        _print_failures(extracted)
-        if not args.quiet:
-            _err(extracted.summary())
-        if extracted.exit_code != EXIT_OK:
-            return int(extracted.exit_code)
+        code = _extract(args, archives, view)
+        if code != EXIT_OK:
+            return code
     view(Event("stage", "index"))
     indexed = build_index(
         args.dest, from_archives=args.from_archives, endpoint_url=args.endpoint_url, progress=view
