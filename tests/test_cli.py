@@ -121,3 +121,31 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         assert run.returncode == 2, (args, run.stderr)
         assert "Traceback" not in run.stderr
         assert run.stderr.strip()
+
+
+def test_demo_runs_the_whole_job(tmp_path: Path) -> None:
+    dest = tmp_path / "demo"
+    run = xview2("demo", "--dest", str(dest), "--pairs", "6")
+    assert run.returncode == 0, run.stderr
+    assert "2 verified" in run.stderr and "indexed" in run.stderr
+    assert "pairs" in run.stdout  # the stats table
+    for name in ("train/images", "train/labels", "train/targets", "test/images",
+                 "index/images.parquet", "index/buildings.parquet", "manifest.json"):
+        assert (dest / name).exists(), name
+
+
+def test_ingest_downloads_extracts_and_indexes(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    root, stats = dataset
+    links = tmp_path / "links.txt"
+    links.write_text(server.links_text())
+    cat = write_catalog(root, tmp_path / "cat.json")
+    dest = tmp_path / "dest"
+    run = xview2("ingest", "--links", str(links), "--dest", str(dest), "--catalog", str(cat))
+    assert run.returncode == 0, run.stderr
+    images = pq.read_table(dest / "index" / "images.parquet")
+    assert images.num_rows == 2 * sum(stats.pairs.values())
+    assert len(list((dest / "train" / "images").iterdir())) == 2 * stats.pairs["train"]
+    csv = xview2("stats", "--dest", str(dest), "--format", "csv")
+    assert csv.returncode == 0 and csv.stdout.startswith("split,")
