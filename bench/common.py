@@ -363,6 +363,9 @@ def _peak_rss_kb(report: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+_RUNS = 0
+
+
 def timed(
     tool: str,
     argv: Sequence[str],
@@ -379,7 +382,9 @@ def timed(
     time_bin = require(["time"])["time"]
     logs = WORK / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", tool)
+    global _RUNS
+    _RUNS += 1
+    slug = f"{_RUNS:03d}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", tool)
     report = logs / f"{slug}.time"
     out = logs / f"{slug}.out"
     report.unlink(missing_ok=True)
@@ -400,7 +405,9 @@ def timed(
     detail = ""
     if proc.returncode != 0:
         detail = out.read_text(errors="replace")[-2000:]
-    return Measure(tool, seconds, kb / 1024 if kb else None, proc.returncode == 0, detail)
+    m = Measure(tool, seconds, kb / 1024 if kb else None, proc.returncode == 0, detail)
+    m.extra["log"] = str(out)
+    return m
 
 
 def settle() -> None:

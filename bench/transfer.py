@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,8 @@ class Bench:
 
     # -- xview2 -------------------------------------------------------------------------
     def _find_cli(self) -> str | None:
+        if self.args.xview2_command:
+            return None
         path = which("xview2")
         if not path:
             return None
@@ -122,6 +125,14 @@ class Bench:
         connections: int | None,
         endpoint: str | None = None,
     ) -> list[str]:
+        if self.args.xview2_command:
+            argv = [*shlex.split(self.args.xview2_command), "download", url, "--dest", dest]
+            argv += ["--catalog", str(catalog)]
+            if connections:
+                argv += ["--connections", str(connections)]
+            if endpoint:
+                argv += ["--endpoint-url", endpoint]
+            return [*argv, "--quiet"]
         if self.xview2_cli:
             argv = [self.xview2_cli, "download", url, "--dest", dest, "--catalog", str(catalog)]
             if connections:
@@ -138,9 +149,11 @@ class Bench:
 
     @property
     def xview2_how(self) -> str:
-        return (
-            "the `xview2` command" if self.xview2_cli else "the Python API (`bench/peers.py api`)"
-        )
+        if self.args.xview2_command:
+            return f"`{self.args.xview2_command}`"
+        if self.xview2_cli:
+            return "the `xview2` command"
+        return "the Python API (`bench/peers.py api`)"
 
     # -- local contenders ---------------------------------------------------------------------
     def run_local(
@@ -157,7 +170,7 @@ class Bench:
         if m.ok and got != expect.size:
             m.ok, m.detail = False, f"wrote {got} bytes, expected {expect.size}"
         if m.ok and check_sha1_in_output:
-            text = (WORK / "logs" / f"{_slug(tool)}.out").read_text(errors="replace")
+            text = Path(str(m.extra["log"])).read_text(errors="replace")
             if expect.sha1 not in text:
                 m.ok, m.detail = False, "sha1sum printed another digest"
         self._show(m, expect.size)
@@ -351,12 +364,6 @@ class Bench:
         )
         if not m.ok:
             print("      " + m.detail.strip().replace("\n", "\n      "), flush=True)
-
-
-def _slug(tool: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", tool)
 
 
 # -- scenarios ------------------------------------------------------------------------------
@@ -640,6 +647,11 @@ def main() -> int:
         default=None,
         help="interleaved rounds per scenario; the median counts (default 3, 1 with --quick)",
     )
+    parser.add_argument(
+        "--xview2-command",
+        default=None,
+        help="run this instead of the `xview2` on PATH (e.g. another checkout's)",
+    )
     parser.add_argument("--skip-rss", action="store_true", help="skip the 4 GiB peak-RSS runs")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
@@ -657,6 +669,7 @@ def main() -> int:
         wanted.discard("rss") if args.only is None else None
 
     exit_on_sigterm()
+    shutil.rmtree(WORK / "logs", ignore_errors=True)
     b = Bench(args)
     print(f"xview2 runs through {b.xview2_how}")
     info = machine()

@@ -94,7 +94,7 @@ def test_sigkill_local_then_resume(tmp_path: Path, attempt: int) -> None:
     crash_and_resume(
         tmp_path,
         str(dest),
-        48 * MiB,
+        64 * MiB,
         1,
         8 * MiB,
         {},

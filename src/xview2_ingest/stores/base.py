@@ -75,6 +75,8 @@ class Store(Protocol):
     """Smallest part the store accepts (the last part of a file may be smaller)."""
     default_part_size: int
     max_parts: int
+    checkpoint_interval: float
+    """Seconds between resume checkpoints (0: after every part): the work a kill can lose."""
 
     def open_upload(self, name: str, size: int, part_size: int) -> Upload:
         """Resume the unfinished upload of ``name`` if its geometry matches, else start one."""

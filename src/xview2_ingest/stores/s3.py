@@ -215,6 +215,8 @@ class S3Store:
     min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
     default_part_size = 8 * MiB
     max_parts = 10_000
+    # Hashed parts cannot be read back from an open multipart upload: checkpoint each one.
+    checkpoint_interval = 0.0
 
     def __init__(
         self,

@@ -58,8 +58,8 @@ class TransferOptions:
     """Bytes per part; default: the store's default, grown to stay under its part limit."""
     all_digests: bool = False
     """Compute every digest the catalog knows, not just the strongest one."""
-    checkpoint_interval: float = 0.0
-    """Seconds between resume checkpoints; 0 checkpoints after every part hashed."""
+    checkpoint_interval: float | None = None
+    """Seconds between resume checkpoints (0: after every part); default: the store's."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     """Download again even when the destination already holds the verified file."""
@@ -370,7 +370,7 @@ class FileTransfer:
         now = time.monotonic()
         if self.upload is None or self.remote is None:
             return
-        if not force and now - self._last_checkpoint < self.engine.options.checkpoint_interval:
+        if not force and now - self._last_checkpoint < self.engine.checkpoint_interval:
             return
         self._last_checkpoint = now
         states = {a: d.state() for a, d in self.digests.items()}
@@ -433,6 +433,8 @@ class TransferEngine:
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
         )
         self.manifest = Manifest(store)
+        interval = self.options.checkpoint_interval
+        self.checkpoint_interval = store.checkpoint_interval if interval is None else interval
 
     def stop(self) -> None:
         """Ask every transfer to stop soon, keeping its finished parts."""
