@@ -56,8 +56,17 @@ def which(name: str) -> str | None:
 
 
 def gnu_time() -> str | None:
-    path = Path("/usr/bin/time")
-    return str(path) if path.exists() else None
+    """GNU ``time`` on PATH (the shell keyword has no ``-v``): it reports peak RSS."""
+    path = shutil.which("time")
+    if not path:
+        return None
+    try:
+        probe = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if "GNU" in probe.stdout + probe.stderr else None
 
 
 def require(names: Sequence[str]) -> dict[str, str]:

@@ -584,8 +584,13 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " where the contender verifies). xview2 and aria2c (`--checksum=sha-1=...`) verify"
         " SHA-1; `curl` is followed by `sha1sum`; the naive way and `rclone copyurl` verify"
         " nothing (a favour to them).",
-        f"- xview2: `--connections {args.connections}` where throttled, the default"
-        f" ({args.connections_unthrottled or 'CLI default'}) unthrottled; catalog file with"
+        f"- xview2: `--connections {args.connections}` where throttled and"
+        + (
+            f" `--connections {args.connections_unthrottled}`"
+            if args.connections_unthrottled
+            else " the command's default connections"
+        )
+        + " unthrottled; a catalog file with"
         " size and SHA-1. aria2c: `-x16 -s16 -k1M --file-allocation=falloc`. The naive way:"
         " `requests.get(url, stream=True)` into `boto3` `upload_fileobj` with default settings."
         " rclone: `rclone copyurl URL remote:bucket/key`, defaults. Ceiling: `boto3`"

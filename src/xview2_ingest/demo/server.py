@@ -253,12 +253,12 @@ class SignedLinkServer:
                 if stall and sent >= (end - start) // 2:
                     time.sleep(faults.stall_seconds)
                     stall = False
+                if faults.rate:  # pace before sending, so no chunk goes out early
+                    ahead = (sent + len(data)) / faults.rate - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
                 with self._lock:
                     self.bytes_served += len(data)
                 yield data
                 sent += len(data)
                 pos += len(data)
-                if faults.rate:
-                    ahead = sent / faults.rate - (time.monotonic() - began)
-                    if ahead > 0:
-                        time.sleep(ahead)
