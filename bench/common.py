@@ -248,6 +248,9 @@ class Nginx:
 
     def __exit__(self, *exc: object) -> None:
         stop_process(self.proc, signal.SIGQUIT)  # graceful: the master stops its workers
+        errors = self.dir / "nginx-error.log"
+        if not (errors.exists() and errors.stat().st_size):  # keep the logs of a failure
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # -- moto S3 -------------------------------------------------------------------------

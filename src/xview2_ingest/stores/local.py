@@ -8,6 +8,7 @@ reboot could lose.  Publishing is ``os.replace`` into the final name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import errno
 import json
 import logging
@@ -31,6 +32,7 @@ SYNC_INTERVAL = 1.0
 """Seconds between data syncs: what a power cut can cost, at most."""
 
 
+@functools.cache
 def _boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
