@@ -8,8 +8,8 @@ reboot could lose.  Publishing is ``os.replace`` into the final name.
 from __future__ import annotations
 
 import contextlib
-import functools
 import errno
+import functools
 import json
 import logging
 import os
