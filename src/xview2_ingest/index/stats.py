@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import dest_setting
@@ -335,7 +336,9 @@ def compute_stats(
         "n_buildings",
         *COUNT_COLUMNS.values(),
     ]
-    table = pq.read_table(io.BytesIO(data), columns=columns)
+    # One small table: read it on this thread.  pyarrow 26's reader thread pool can
+    # abort the process at exit ("terminate called without an active exception").
+    table = pq.read_table(pa.BufferReader(data), columns=columns, use_threads=False)
     return stats_from_table(table.to_pydict(), store.url)
 
 
