@@ -20,7 +20,6 @@ folders.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ from typing import IO, Any
 
 from ..errors import DestinationError, XView2Error
 from ..stores import Store
-from ..stores.local import LocalStore
+from ..stores.local import LocalStore, os_error
 from .errors import UnsafeMemberError
 from .safety import RESERVED_DIR, data_mode
 
@@ -47,16 +46,6 @@ _OPEN_FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
 )
 _UTIME_FD = os.utime in os.supports_fd
-
-
-def _os_error(exc: OSError, name: str, action: str) -> DestinationError:
-    if exc.errno == errno.ENOSPC:
-        reason, hint = "the disk is full", "free space and run again; finished members are kept"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason, hint = "permission denied", "choose a destination you can write to"
-    else:
-        reason, hint = exc.strerror or str(exc), "check the destination folder"
-    return DestinationError(f"cannot {action}: {reason}", file=name, hint=hint)
 
 
 def _top(name: str) -> str:
@@ -121,7 +110,7 @@ class LocalSink:
         try:
             os.makedirs(store.root, exist_ok=True)
         except OSError as exc:
-            raise _os_error(exc, store.url, "create the destination folder") from None
+            raise os_error(exc, store.url, "create the destination folder") from None
         self.root = os.path.realpath(store.root)
         self._dirs: set[str] = set()
         self.created_dirs: list[str] = []
@@ -151,7 +140,7 @@ class LocalSink:
             except FileExistsError:
                 pass
             except OSError as exc:
-                raise _os_error(exc, so_far, f"create the folder in {self.url}") from None
+                raise os_error(exc, so_far, f"create the folder in {self.url}") from None
             real = os.path.realpath(path)
             if real != self.root and not real.startswith(self.root + os.sep):
                 raise self._refuse(member, so_far)
@@ -189,7 +178,7 @@ class LocalSink:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise _os_error(exc, name, f"write into {self.url}") from None
+            raise os_error(exc, name, f"write into {self.url}") from None
 
     def write_stream(
         self, name: str, folder: str, stream: IO[bytes], size: int, mode: int, mtime: float
@@ -215,7 +204,7 @@ class LocalSink:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise _os_error(exc, name, f"write into {self.url}") from None
+            raise os_error(exc, name, f"write into {self.url}") from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -254,7 +243,7 @@ class LocalSink:
             except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as exc:
-                raise _os_error(exc, rel, f"list {self.url}") from None
+                raise os_error(exc, rel, f"list {self.url}") from None
         return out
 
     def remove(self, names: Iterable[str]) -> None:

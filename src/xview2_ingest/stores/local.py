@@ -63,14 +63,13 @@ def _unruns(runs: list[list[int]]) -> set[int]:
     return {i for start, stop in runs for i in range(start, stop)}
 
 
-def _os_error(exc: OSError, name: str, action: str) -> DestinationError:
+def os_error(exc: OSError, name: str, action: str) -> DestinationError:
+    """A :class:`DestinationError` saying what failed on a local disk, and what to do."""
     if exc.errno == errno.ENOSPC:
-        reason, hint = (
-            "the disk is full",
-            "free space or choose another --dest; finished parts are kept",
-        )
+        reason = "the disk is full"
+        hint = "free space or choose another destination, then run again; finished work is kept"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason, hint = "permission denied", "choose a --dest you can write to"
+        reason, hint = "permission denied", "choose a destination you can write to"
     else:
         reason, hint = exc.strerror or str(exc), "check the destination folder"
     return DestinationError(f"cannot {action}: {reason}", file=name, hint=hint)
@@ -135,7 +134,7 @@ class LocalUpload:
                     self._data.unlink(missing_ok=True)
                     raise
         except OSError as exc:
-            raise _os_error(exc, name, f"create a temporary file in {store.url}") from None
+            raise os_error(exc, name, f"create a temporary file in {store.url}") from None
 
     def _reserve(self, size: int) -> None:
         try:
@@ -163,7 +162,7 @@ class LocalUpload:
                 written = os.pwrite(self._fd, data, offset)
                 data, offset = data[written:], offset + written
         except OSError as exc:
-            raise _os_error(exc, self.name, "write") from None
+            raise os_error(exc, self.name, "write") from None
         with self._lock:
             self._done.add(index)
 
@@ -204,7 +203,7 @@ class LocalUpload:
                 self._last_sync = now
             _atomic_write(self._state_path, json.dumps(record).encode(), sync=False)
         except OSError as exc:
-            raise _os_error(exc, self.name, "save resume state") from None
+            raise os_error(exc, self.name, "save resume state") from None
 
     def publish(self) -> None:
         try:
@@ -216,7 +215,7 @@ class LocalUpload:
             self._state_path.unlink(missing_ok=True)
             self._durable_path.unlink(missing_ok=True)
         except OSError as exc:
-            raise _os_error(exc, self.name, "publish") from None
+            raise os_error(exc, self.name, "publish") from None
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -253,7 +252,7 @@ class LocalStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _os_error(exc, self.url, "create the destination folder") from None
+            raise os_error(exc, self.url, "create the destination folder") from None
 
     def open_upload(self, name: str, size: int, part_size: int) -> LocalUpload:
         self._ensure_root()
@@ -271,7 +270,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _os_error(exc, name, f"read from {self.url}") from None
+            raise os_error(exc, name, f"read from {self.url}") from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self._ensure_root()
@@ -280,13 +279,13 @@ class LocalStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(path, data)
         except OSError as exc:
-            raise _os_error(exc, name, f"write to {self.url}") from None
+            raise os_error(exc, name, f"write to {self.url}") from None
 
     def open_read(self, name: str) -> IO[bytes]:
         try:
             return open(self.path_of(name), "rb")
         except OSError as exc:
-            raise _os_error(exc, name, f"read from {self.url}") from None
+            raise os_error(exc, name, f"read from {self.url}") from None
 
     def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
         path = self.path_of(name)
@@ -304,7 +303,7 @@ class LocalStore:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise _os_error(exc, name, f"write to {self.url}") from None
+            raise os_error(exc, name, f"write to {self.url}") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -386,7 +385,7 @@ class LocalStore:
             _fsync_dir(final.parent)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise _os_error(exc, name, "assemble") from None
+            raise os_error(exc, name, "assemble") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
