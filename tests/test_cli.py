@@ -129,12 +129,21 @@ def test_demo_runs_the_whole_job(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "2 verified" in run.stderr and "indexed" in run.stderr
     assert "pairs" in run.stdout  # the stats table
-    for name in ("train/images", "train/labels", "train/targets", "test/images",
-                 "index/images.parquet", "index/buildings.parquet", "manifest.json"):
+    for name in (
+        "train/images",
+        "train/labels",
+        "train/targets",
+        "test/images",
+        "index/images.parquet",
+        "index/buildings.parquet",
+        "manifest.json",
+    ):
         assert (dest / name).exists(), name
 
 
-def test_ingest_downloads_extracts_and_indexes(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_downloads_extracts_and_indexes(
+    server: SignedLinkServer, dataset, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
     root, stats = dataset

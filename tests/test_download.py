@@ -197,8 +197,14 @@ def test_memory_budget_is_enforced(tmp_path: Path) -> None:
     data = os.urandom(40 * MiB)
     (src / "m.bin").write_bytes(data)
     with SignedLinkServer(src) as srv:
-        report = download([srv.url_for("m.bin")], tmp_path / "d", connections=16,
-                          memory_mb=16, part_size=2 * MiB, catalog=Catalog({}))
+        report = download(
+            [srv.url_for("m.bin")],
+            tmp_path / "d",
+            connections=16,
+            memory_mb=16,
+            part_size=2 * MiB,
+            catalog=Catalog({}),
+        )
     assert report.ok
     assert 0 < report.peak_buffer_bytes <= 16 * MiB
     assert (tmp_path / "d" / "m.bin").read_bytes() == data

@@ -98,3 +98,35 @@ def test_local_store_refuses_names_outside_the_folder(tmp_path) -> None:  # type
 
     with pytest.raises(DestinationError):
         LocalStore(tmp_path).write_bytes("../escape.txt", b"x")
+
+
+@pytest.mark.parametrize(
+    ("direct_io", "aligned", "stays_direct"),
+    [(True, True, True), (True, False, None), (False, True, False)],
+)
+def test_local_parts_direct_or_through_the_cache(  # type: ignore[no-untyped-def]
+    tmp_path, direct_io: bool, aligned: bool, stays_direct: bool | None
+) -> None:
+    """Page-aligned parts go to disk with direct I/O, the unaligned tail and anything the
+    kernel refuses (here: a buffer one byte off a page) through the cache; same bytes."""
+    import mmap
+
+    store = LocalStore(tmp_path / "dest", direct_io=direct_io)
+    part = store.min_part_size
+    data = os.urandom(2 * part + 5000)  # a tail that is no multiple of the block size
+    upload = store.open_upload("d.bin", len(data), part)
+    for i, piece in enumerate(parts_of(data, part)):
+        if aligned:
+            buf = mmap.mmap(-1, len(piece))
+            buf[:] = piece
+            view = memoryview(buf)
+        else:
+            view = memoryview(bytearray(len(piece) + 1))[1:]
+            view[:] = piece
+        upload.write_part(i, view)
+    if direct_io and hasattr(os, "O_DIRECT") and upload._direct is None:
+        pytest.skip("this file system does not take direct I/O")
+    if stays_direct is not None:  # an unaligned buffer is up to the device to take
+        assert (upload._direct is not None and upload._direct_ok) == stays_direct
+    upload.publish()
+    assert (tmp_path / "dest" / "d.bin").read_bytes() == data

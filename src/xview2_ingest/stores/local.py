@@ -1,8 +1,14 @@
 """A local folder.  Parts are written at their offsets into ``.xview2/partial/NAME.part``
 (space reserved up front, so a full disk is found before the download, not after); a
-sidecar ``NAME.state.json`` records the parts done and the engine's digest state.  Data is
-``fdatasync``-ed before every checkpoint, so a checkpoint never claims bytes a crash or
-reboot could lose.  Publishing is ``os.replace`` into the final name.
+sidecar ``NAME.state.json`` records the parts done and the engine's digest state.
+Publishing is ``fsync`` and then ``os.replace`` into the final name.
+
+Parts go to the disk with direct I/O (``O_DIRECT``) where the file system takes it.  An
+archive is written once and read once, so the page cache gains nothing from it, and
+copying it through the cache is the largest cost of a download on a small machine
+(measured for 2 GiB: 0.1 CPU-s direct against 3-5 CPU-s buffered, plus the writeback that
+a sync then waits for).  Anything direct I/O refuses (a file system without it, a buffer
+or length that is not aligned) is written through the page cache instead.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ WORK_DIR = ".xview2"
 MiB = 1 << 20
 SYNC_INTERVAL = 1.0
 """Seconds between data syncs: what a power cut can cost, at most."""
+DIRECT_ALIGN = 4096
+"""Offsets and lengths written with direct I/O are multiples of this."""
 
 
 @functools.cache
@@ -99,7 +107,9 @@ def _atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
 
 
 class LocalUpload:
-    def __init__(self, store: LocalStore, name: str, size: int, part_size: int):
+    def __init__(
+        self, store: LocalStore, name: str, size: int, part_size: int, direct: bool = True
+    ):
         self.name, self.size, self.part_size = name, size, part_size
         self._final = store.path_of(name)
         base = store.work / "partial" / name.replace("/", "%2F")
@@ -135,6 +145,13 @@ class LocalUpload:
                     raise
         except OSError as exc:
             raise os_error(exc, name, f"create a temporary file in {store.url}") from None
+        self._direct: int | None = None
+        self._direct_ok = True
+        if direct and hasattr(os, "O_DIRECT") and part_size % DIRECT_ALIGN == 0:
+            try:
+                self._direct = os.open(self._data, os.O_WRONLY | os.O_DIRECT)
+            except OSError as exc:
+                log.debug("%s: no direct I/O here (%s); writing through the cache", name, exc)
 
     def _reserve(self, size: int) -> None:
         try:
@@ -158,6 +175,8 @@ class LocalUpload:
     def write_part(self, index: int, data: memoryview) -> None:
         offset = index * self.part_size
         try:
+            if self._direct_ok and self._direct is not None:
+                data, offset = self._write_direct(data, offset)
             while data:
                 written = os.pwrite(self._fd, data, offset)
                 data, offset = data[written:], offset + written
@@ -165,6 +184,25 @@ class LocalUpload:
             raise os_error(exc, self.name, "write") from None
         with self._lock:
             self._done.add(index)
+
+    def _write_direct(self, data: memoryview, offset: int) -> tuple[memoryview, int]:
+        """Write the aligned head of ``data`` with direct I/O; return what is left."""
+        fd, end, done = self._direct, len(data) - len(data) % DIRECT_ALIGN, 0
+        try:
+            while fd is not None and self._direct_ok and done < end:
+                done += os.pwrite(fd, data[done:end], offset + done)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            log.debug("%s: direct I/O refused (%s); writing through the cache", self.name, exc)
+            self._direct_ok = False  # the descriptor stays open until no part can use it
+        return data[done:], offset + done
+
+    def _close_direct(self) -> None:
+        fd, self._direct = self._direct, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def read_part(self, index: int, into: memoryview) -> bool:
         offset, view = index * self.part_size, into
@@ -206,6 +244,7 @@ class LocalUpload:
             raise os_error(exc, self.name, "save resume state") from None
 
     def publish(self) -> None:
+        self._close_direct()
         try:
             os.fsync(self._fd)
             os.close(self._fd)
@@ -218,6 +257,7 @@ class LocalUpload:
             raise os_error(exc, self.name, "publish") from None
 
     def abort(self) -> None:
+        self._close_direct()
         with contextlib.suppress(OSError):
             os.close(self._fd)
         for path in (self._data, self._state_path, self._durable_path):
@@ -225,6 +265,7 @@ class LocalUpload:
 
     def close(self) -> None:
         """Leave the partial file and its state for a later run."""
+        self._close_direct()
         with contextlib.suppress(OSError):
             os.close(self._fd)
 
@@ -237,7 +278,9 @@ class LocalStore:
     # next to what a journal write per part costs at disk speed (measured: ~25%).
     checkpoint_interval = 0.1
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], *, direct_io: bool = True):
+        """``direct_io=False`` writes downloads through the page cache."""
+        self.direct_io = direct_io
         self.root = Path(root).expanduser().absolute()
         self.url = str(self.root)
         self.work = self.root / WORK_DIR
@@ -256,7 +299,7 @@ class LocalStore:
 
     def open_upload(self, name: str, size: int, part_size: int) -> LocalUpload:
         self._ensure_root()
-        return LocalUpload(self, name, size, part_size)
+        return LocalUpload(self, name, size, part_size, self.direct_io)
 
     def size_of(self, name: str) -> int | None:
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -66,19 +67,23 @@ class TransferOptions:
 
 
 class BufferPool:
-    """Part buffers under a byte budget, reused between parts."""
+    """Part buffers under a byte budget, reused between parts.
+
+    Buffers are anonymous memory maps: page-aligned, so a local store can hand them to
+    the disk with direct I/O, and returned to the OS the moment the pool drops them.
+    """
 
     def __init__(self, budget: int):
         self.budget = budget
         self._cond = threading.Condition()
         self._used = 0
-        self._cached: list[bytearray] = []
+        self._cached: list[mmap.mmap] = []
         self.peak = 0
 
     def _cached_bytes(self) -> int:
         return sum(len(b) for b in self._cached)
 
-    def acquire(self, size: int, cancelled: Callable[[], bool]) -> bytearray | None:
+    def acquire(self, size: int, cancelled: Callable[[], bool]) -> mmap.mmap | None:
         with self._cond:
             while self._used and self._used + size > self.budget:
                 if cancelled():
@@ -91,12 +96,12 @@ class BufferPool:
             else:
                 while self._cached and self._used + self._cached_bytes() + size > self.budget:
                     self._cached.pop()
-                buf = bytearray(size)
+                buf = mmap.mmap(-1, size)
             self._used += size
             self.peak = max(self.peak, self._used)
             return buf
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: mmap.mmap) -> None:
         with self._cond:
             self._used -= len(buf)
             self._cached.append(buf)
@@ -128,7 +133,7 @@ class FileTransfer:
         self.result = FileResult(self.name, "failed")
         self._lock = threading.Lock()
         self._error: XView2Error | None = None
-        self._ready: dict[int, tuple[bytearray, memoryview]] = {}
+        self._ready: dict[int, tuple[mmap.mmap, memoryview]] = {}
         self._draining = False
         self._last_checkpoint = 0.0
         self.hashed = 0
@@ -275,7 +280,7 @@ class FileTransfer:
         for future in futures:
             future.result()
 
-    def _part(self, index: int, buf: bytearray, done: bool, slots: threading.Semaphore) -> None:
+    def _part(self, index: int, buf: mmap.mmap, done: bool, slots: threading.Semaphore) -> None:
         assert self.upload is not None and self.remote is not None
         view = memoryview(buf)[: self._part_len(index)]
         released = False
@@ -338,7 +343,7 @@ class FileTransfer:
         finally:
             stream.close()
 
-    def _complete(self, index: int, buf: bytearray, view: memoryview) -> None:
+    def _complete(self, index: int, buf: mmap.mmap, view: memoryview) -> None:
         """Hand a landed part to the in-order digest; whoever holds the frontier drains."""
         with self._lock:
             self._ready[index] = (buf, view)
