@@ -17,8 +17,10 @@ from xview2_ingest.catalog import Catalog
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 from xview2_ingest.errors import ChecksumMismatchError, ContentError, LinkExpiredError
 from xview2_ingest.progress import Event
+from xview2_ingest.stores import LocalStore
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -208,3 +210,24 @@ def test_memory_budget_is_enforced(tmp_path: Path) -> None:
     assert report.ok
     assert 0 < report.peak_buffer_bytes <= 16 * MiB
     assert (tmp_path / "d" / "m.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(("connections", "memory_mb"), [(8, 128), (16, 128), (4, 32), (32, 64)])
+def test_part_size_keeps_every_connection_busy_within_the_budget(
+    tmp_path: Path, connections: int, memory_mb: int
+) -> None:
+    """A new S3 upload gets parts as large as the store likes (fewer requests), unless
+    the budget could then not hold one per connection plus a reorder window."""
+    from xview2_ingest.stores.s3 import S3Store
+    from xview2_ingest.transfer.engine import TransferOptions, plan_part_size
+
+    budget = memory_mb * MiB
+    options = TransferOptions(connections=connections, memory_budget=budget)
+    for store in (S3Store, LocalStore(tmp_path)):
+        part = plan_part_size(GiB, store, options)  # type: ignore[arg-type]
+        assert store.min_part_size <= part <= max(store.default_part_size, store.min_part_size)
+        if part > store.min_part_size:
+            assert budget // part >= connections + 2
+    assert plan_part_size(GiB, S3Store, TransferOptions(part_size=7 * MiB)) == 7 * MiB  # type: ignore[arg-type]
+    # a file too large for the store's part limit at that size gets larger parts
+    assert plan_part_size(200 * GiB, S3Store, options) >= 200 * GiB // S3Store.max_parts  # type: ignore[arg-type]

@@ -202,13 +202,13 @@ def test_link_expiring_mid_transfer_resumes_with_a_fresh_link(payload, tmp_path:
         done_before = first.files[0].bytes_fetched
         assert done_before > 0
         srv.faults.rate = None
-        second = download(
+        second = download(  # other settings: the upload keeps the part size it started with
             [srv.url_for(NAME)],
             dest,
             catalog=catalog(data),
             retry=FAST,
-            part_size=1 * MiB,
-            connections=2,
+            part_size=2 * MiB,
+            connections=4,
         )
     assert second.exit_code == 0
     assert landed(dest) == data

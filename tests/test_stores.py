@@ -56,10 +56,15 @@ def test_resume_sees_parts_and_state_of_an_earlier_run(store: Store) -> None:
     assert (second.load_state() or {}).get("note") == "kept"
     readable = second.read_part(1, memoryview(bytearray(part)))
     assert readable == isinstance(store, LocalStore)
-    # a different geometry does not resume
+    second.close()
+    # another part size (new settings) resumes with the part size the upload started with
     third = store.open_upload("r.bin", len(data), 2 * part)
-    assert third.done_parts() == set()
-    third.abort()
+    assert (third.part_size, third.done_parts()) == (part, {1})
+    third.close()
+    # another file size does not resume
+    fourth = store.open_upload("r.bin", len(data) + part, part)
+    assert fourth.done_parts() == set()
+    fourth.abort()
     assert store.size_of("r.bin") is None
 
 

@@ -160,8 +160,9 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--part-size-mb",
         type=float,
-        help="bytes per ranged request and upload "
-        "part, in MiB (default: 4 local, 8 S3; grown to fit the store's part limit)",
+        help="size of each ranged request and upload part, in MiB (default: 4 local, up to "
+        "16 S3, smaller when the memory budget must hold a part for every connection; grown "
+        "to fit the store's part limit; a resumed upload keeps its own)",
     )
     p.add_argument("--force", action="store_true", help="download even if already verified")
     p.add_argument(

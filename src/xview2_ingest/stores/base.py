@@ -79,7 +79,11 @@ class Store(Protocol):
     """Seconds between resume checkpoints (0: after every part): the work a kill can lose."""
 
     def open_upload(self, name: str, size: int, part_size: int) -> Upload:
-        """Resume the unfinished upload of ``name`` if its geometry matches, else start one."""
+        """Resume the unfinished upload of ``name`` if it is for ``size`` bytes, else start one.
+
+        ``part_size`` applies to a new upload; a resumed one keeps the part size it was
+        started with (its ``part_size``), so changing settings never costs finished parts.
+        """
         ...
 
     def size_of(self, name: str) -> int | None:

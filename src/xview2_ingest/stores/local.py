@@ -123,13 +123,16 @@ class LocalUpload:
         try:
             self._data.parent.mkdir(parents=True, exist_ok=True)
             previous = self._read_state()
+            earlier_part = (previous or {}).get("part_size")
             if (
                 previous
                 and previous.get("size") == size
-                and previous.get("part_size") == part_size
+                and isinstance(earlier_part, int)
+                and earlier_part > 0
                 and self._data.exists()
                 and self._data.stat().st_size == size
             ):
+                self.part_size = earlier_part
                 self._done = _unruns(previous.get("done", []))
                 self._engine_state = previous.get("engine")
                 self._fd = os.open(self._data, os.O_RDWR)
@@ -147,7 +150,7 @@ class LocalUpload:
             raise os_error(exc, name, f"create a temporary file in {store.url}") from None
         self._direct: int | None = None
         self._direct_ok = True
-        if direct and hasattr(os, "O_DIRECT") and part_size % DIRECT_ALIGN == 0:
+        if direct and hasattr(os, "O_DIRECT") and self.part_size % DIRECT_ALIGN == 0:
             try:
                 self._direct = os.open(self._data, os.O_WRONLY | os.O_DIRECT)
             except OSError as exc:

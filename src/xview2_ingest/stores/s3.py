@@ -106,6 +106,7 @@ class S3Upload:
             state = store._read_json(self._state_key)
             self._upload_id = self._resume(state)
             if self._upload_id is None:
+                self.part_size, self._etags = part_size, {}
                 self._abort_strays()
                 created = self._s3.create_multipart_upload(Bucket=self._bucket, Key=self._key)
                 self._upload_id = created["UploadId"]
@@ -114,8 +115,12 @@ class S3Upload:
             raise _error(exc, name, "start an upload to", where) from None
 
     def _resume(self, state: dict[str, Any] | None) -> str | None:
-        if not state or state.get("size") != self.size or state.get("part_size") != self.part_size:
+        earlier_part = (state or {}).get("part_size")
+        if not state or state.get("size") != self.size or not isinstance(earlier_part, int):
             return None
+        if earlier_part < 1 or self.size > earlier_part * self._store.max_parts:
+            return None
+        self.part_size = earlier_part  # a resumed upload keeps its part size
         upload_id = state.get("upload_id")
         try:
             paginator = self._s3.get_paginator("list_parts")
@@ -213,7 +218,7 @@ class S3Upload:
 
 class S3Store:
     min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
-    default_part_size = 8 * MiB
+    default_part_size = 16 * MiB
     max_parts = 10_000
     # Hashed parts cannot be read back from an open multipart upload: checkpoint each one.
     checkpoint_interval = 0.0

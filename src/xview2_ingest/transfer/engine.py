@@ -45,6 +45,8 @@ from .http import HttpClient, Remote, RetryPolicy, SequentialStream
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
+ALIGN = 64 * 1024
+"""Part sizes are multiples of this (which direct I/O needs)."""
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,23 @@ class BufferPool:
             self._cond.notify_all()
 
 
-def plan_part_size(size: int, store: Store, requested: int | None = None) -> int:
-    """The store's default (or the requested size), grown to stay under its part limit."""
+def plan_part_size(size: int, store: Store, options: TransferOptions | None = None) -> int:
+    """Bytes per part of a new upload.
+
+    The requested size if given, else the store's default, shrunk so that the memory
+    budget holds a buffer for every connection plus a reorder window of a quarter as many
+    (at least 2): fewer, larger parts cost fewer requests, but a part that waits for a
+    buffer is a connection standing idle.  Never below the store's minimum, and grown to
+    stay under its part-count limit.
+    """
+    options = options or TransferOptions()
+    part = options.part_size
+    if not part:
+        buffers = options.connections + max(2, options.connections // 4)
+        part = min(store.default_part_size, options.memory_budget // buffers // ALIGN * ALIGN)
     need = math.ceil(size / store.max_parts) if size else 0
-    part = max(store.min_part_size, requested or store.default_part_size, need)
-    return math.ceil(part / (64 * 1024)) * 64 * 1024
+    part = max(store.min_part_size, part, need)
+    return math.ceil(part / ALIGN) * ALIGN
 
 
 def choose_algorithms(entry: CatalogEntry, all_digests: bool) -> list[str]:
@@ -136,6 +150,8 @@ class FileTransfer:
         self._ready: dict[int, tuple[mmap.mmap, memoryview]] = {}
         self._draining = False
         self._last_checkpoint = 0.0
+        self._newest_state: dict[str, Any] | None = None
+        self._writer: Future[None] | None = None
         self.hashed = 0
         self.digests: dict[str, Digest] = {}
         self.upload: Upload | None = None
@@ -217,10 +233,11 @@ class FileTransfer:
                 file=self.name,
                 hint="the link may lead to another file or an error page; check it",
             )
-        self.part_size = plan_part_size(size, engine.store, engine.options.part_size)
-        upload = self.upload = engine.store.open_upload(self.name, size, self.part_size)
+        planned = plan_part_size(size, engine.store, engine.options)
+        upload = self.upload = engine.store.open_upload(self.name, size, planned)
         self._restore(upload, remote)
         upload = self.upload  # a new one if the old did not fit the file any more
+        self.part_size = upload.part_size  # a resumed upload keeps its own
         done = upload.done_parts()
         nparts = math.ceil(size / self.part_size) if size else 0
         resumed = sum(self._part_len(i) for i in done if i < nparts)
@@ -372,21 +389,56 @@ class FileTransfer:
             self.engine.pool.release(part_buf)
 
     def _checkpoint(self, force: bool = False) -> None:
+        """Save {digest state, parts hashed} for a later run to resume from.
+
+        Checkpoints are written off the digest's path by one writer per file that always
+        takes the newest state (older ones it has not reached are skipped).  A forced
+        checkpoint waits for that writer and writes synchronously.
+        """
         now = time.monotonic()
         if self.upload is None or self.remote is None:
             return
         if not force and now - self._last_checkpoint < self.engine.checkpoint_interval:
             return
         self._last_checkpoint = now
-        states = {a: d.state() for a, d in self.digests.items()}
+        state = {
+            "identity": self.remote.identity(),
+            "hashed": self.hashed,
+            "digests": {a: d.state() for a, d in self.digests.items()},
+        }
+        if force:
+            self._wait_for_checkpoints()
+            self._write_checkpoint(state)
+            return
+        with self._lock:
+            self._newest_state = state
+            if self._writer is None:
+                self._writer = self.engine.checkpoints.submit(self._checkpoint_writer)
+
+    def _checkpoint_writer(self) -> None:
+        while True:
+            with self._lock:
+                state, self._newest_state = self._newest_state, None
+                if state is None:
+                    self._writer = None
+                    return
+            self._write_checkpoint(state)
+
+    def _write_checkpoint(self, state: dict[str, Any]) -> None:
+        assert self.upload is not None
         try:
-            self.upload.checkpoint(
-                {"identity": self.remote.identity(), "hashed": self.hashed, "digests": states}
-            )
+            self.upload.checkpoint(state)
         except XView2Error as exc:
             self._fail(exc)
 
+    def _wait_for_checkpoints(self) -> None:
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.result()
+
     def _verify_and_publish(self, upload: Upload, size: int) -> None:
+        self._wait_for_checkpoints()  # none may land after the upload is published
         self._emit("verifying")
         actual = {a: d.hexdigest() for a, d in self.digests.items()}
         expected = self.entry.expected_digests()
@@ -437,6 +489,7 @@ class TransferEngine:
         self.executor = ThreadPoolExecutor(
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
         )
+        self.checkpoints = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xview2-state")
         self.manifest = Manifest(store)
         interval = self.options.checkpoint_interval
         self.checkpoint_interval = store.checkpoint_interval if interval is None else interval
@@ -448,6 +501,7 @@ class TransferEngine:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.checkpoints.shutdown(wait=True)
 
     def already_there(self, link: Link, entry: CatalogEntry) -> FileResult | None:
         if self.options.force or not self.manifest.is_published(link.name):
