@@ -576,7 +576,8 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         "- Web server: nginx on 127.0.0.1 (`sendfile on`, files in the page cache); the"
         f" throttled location has `limit_rate {args.rate_mb * MB:.0f}` (bytes/s, per"
         " connection). S3: `moto_server` on 127.0.0.1, a fresh process and bucket for every"
-        " run (moto is in-memory and is the bottleneck of every S3 figure).",
+        " run (moto keeps objects in memory, spilling those over 16 MiB to temporary files;"
+        " it is the bottleneck of every S3 figure).",
         "- Wall time from the harness's own clock around the whole command; peak RSS is GNU"
         " `time -v`'s maximum resident set size of the command (for `sh -c 'a && b'`, the"
         " largest step). Destination emptied and `sync` run before each contender.",
@@ -584,6 +585,9 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " where the contender verifies). xview2 and aria2c (`--checksum=sha-1=...`) verify"
         " SHA-1; `curl` is followed by `sha1sum`; the naive way and `rclone copyurl` verify"
         " nothing (a favour to them).",
+        "- Durability: xview2 writes local files with direct I/O and `fsync`s each before"
+        " renaming it into place, so a finished file survives a power cut; `curl` and"
+        " `aria2c` end with the bytes still unsynced in the page cache (a favour to them).",
         f"- xview2: `--connections {args.connections}` where throttled and"
         + (
             f" `--connections {args.connections_unthrottled}`"
