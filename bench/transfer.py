@@ -596,7 +596,9 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         )
         + " unthrottled; a catalog file with"
         " size and SHA-1. aria2c: `-x16 -s16 -k1M --file-allocation=falloc`. The naive way:"
-        " `requests.get(url, stream=True)` into `boto3` `upload_fileobj` with default settings."
+        " `requests.get(url, stream=True)` into `boto3` `upload_fileobj` with default settings"
+        " (boto3's defaults give every part a CRC32, as xview2 does; without part checksums"
+        " moto computes a CRC64NVME of the whole object when completing, about 3 s per GiB)."
         " rclone: `rclone copyurl URL remote:bucket/key`, defaults. Ceiling: `boto3`"
         " `upload_file` of the same bytes from local disk, best of several chunk size /"
         " concurrency settings.",

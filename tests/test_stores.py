@@ -135,3 +135,26 @@ def test_local_parts_direct_or_through_the_cache(  # type: ignore[no-untyped-def
         assert (upload._direct is not None and upload._direct_ok) == stays_direct
     upload.publish()
     assert (tmp_path / "dest" / "d.bin").read_bytes() == data
+
+
+def test_s3_parts_carry_their_crc32(moto_endpoint: str, bucket: str) -> None:
+    """The object keeps the composite CRC32 of its parts: the server had every part's
+    checksum, a part at a time, in an upload created for them."""
+    import base64
+    import zlib
+
+    import boto3
+
+    store = S3Store(f"s3://{bucket}/crc", endpoint_url=moto_endpoint)
+    part = store.min_part_size
+    data = os.urandom(2 * part + 4321)
+    upload = store.open_upload("c.bin", len(data), part)
+    for i in (2, 0, 1):
+        upload.write_part(i, parts_of(data, part)[i])
+    upload.publish()
+    crcs = b"".join(zlib.crc32(p).to_bytes(4, "big") for p in parts_of(data, part))
+    expected = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+    head = boto3.client("s3", endpoint_url=moto_endpoint).head_object(
+        Bucket=bucket, Key="crc/c.bin", ChecksumMode="ENABLED"
+    )
+    assert head["ChecksumCRC32"].split("-")[0] == expected
