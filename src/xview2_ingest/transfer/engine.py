@@ -6,14 +6,16 @@ Path of the bytes for one file::
        ─► for each part, in order, as memory allows: fetch its range into a pooled buffer
           (N connections per file, a global cap) ─► store.write_part(i)
        ─► digest the parts strictly in order (the reorder window is the buffer pool)
-       ─► checkpoint {digest state, parts hashed} through the upload
+       ─► checkpoint {digest state, parts hashed} through the upload, written off the
+          digest's path by one writer per file that always takes the newest state
        ─► all parts hashed: compare with the catalog ─► publish, or abort on mismatch
 
 Memory is bounded by :class:`BufferPool`: a part holds its buffer from the moment its
 fetch starts until the digest has consumed it, and no fetch starts without one.  Parts are
 started in index order, so the lowest unhashed part is always in flight and the pool can
-never deadlock.  The budget does not grow with file size; the part size does (to stay
-under the store's part-count limit), and the number of parts in flight shrinks to fit.
+never deadlock.  The budget does not grow with file size; the part size is chosen so the
+budget holds a part for every connection plus a small reorder window (see
+:func:`plan_part_size`), and grows only to stay under the store's part-count limit.
 """
 
 from __future__ import annotations
