@@ -26,13 +26,10 @@ used.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import platform
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +37,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_basics, machine_markdown, package_version
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "_work" / "extract"
@@ -371,33 +372,11 @@ def s3(archive: Path, members: dict[str, int], workers: int) -> tuple[list[Run],
 
 # -- the report ---------------------------------------------------------------------------
 def machine() -> dict[str, str]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = "?"
-    with contextlib.suppress(OSError):
-        found = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-        if found:
-            mem = f"{int(found.group(1)) / (1 << 20):.1f} GiB"
-    versions = {}
-    for pkg in ("isal", "zlib-ng", "boto3", "moto"):
-        try:
-            from importlib import metadata
-
-            versions[pkg] = metadata.version(pkg)
-        except Exception:
-            versions[pkg] = "not installed"
     tar = subprocess.run(["tar", "--version"], capture_output=True, text=True).stdout
     return {
-        "CPU": f"{cpu}, nproc = {os.cpu_count()}",
-        "Memory": mem,
-        "OS": f"{platform.system()} {platform.release()}",
-        "Python": platform.python_version(),
+        **machine_basics(),
         "GNU tar": tar.splitlines()[0] if tar else "?",
-        **{f"{k} (PyPI)": v for k, v in versions.items()},
+        **{f"{k} (PyPI)": package_version(k) for k in ("isal", "zlib-ng", "boto3", "moto")},
     }
 
 
@@ -439,9 +418,7 @@ def main() -> None:
         "",
         "## Machine",
         "",
-        "| | |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in info.items()],
+        machine_markdown(info),
         "",
         "## Archive",
         "",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -34,6 +33,10 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_basics, machine_markdown, package_version
 
 SPLITS = ("train", "test", "hold", "tier3")
 TARGET_RATIO = 3.0
@@ -177,35 +180,13 @@ def run_child(args: list[str]) -> dict[str, float]:
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    mem = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu
-            )
-        with open("/proc/meminfo") as fh:
-            kb = int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1])
-            mem = f"{kb / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
-    import pyarrow
-
     try:
         import orjson
 
         json_lib = f"orjson {orjson.__version__}"
     except ImportError:
         json_lib = "json (orjson not installed)"
-    return {
-        "CPUs (nproc)": str(os.cpu_count()),
-        "CPU model": cpu,
-        "memory": mem,
-        "OS": f"{platform.system()} {platform.release()}",
-        "Python": platform.python_version(),
-        "pyarrow": pyarrow.__version__,
-        "JSON parser": json_lib,
-    }
+    return {**machine_basics(), "pyarrow": package_version("pyarrow"), "JSON parser": json_lib}
 
 
 def render(
@@ -227,9 +208,7 @@ def render(
         "",
         "## Machine",
         "",
-        "| | |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in info.items()),
+        machine_markdown(info),
         "",
         "## Data",
         "",

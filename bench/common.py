@@ -440,16 +440,8 @@ def _first_line(argv: Sequence[str]) -> str:
     return text.splitlines()[0] if text else "?"
 
 
-def _pkg_version(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> dict[str, str]:
+def machine_basics() -> dict[str, str]:
+    """CPU, memory, OS and Python: the first rows of every benchmark's machine table."""
     cpu = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -469,12 +461,26 @@ def machine() -> dict[str, str]:
             if "=" in line
         )
         os_name = rel.get("PRETTY_NAME", os_name).strip('"') + f", kernel {platform.release()}"
-    info = {
+    return {
         "CPU": f"{cpu}, {os.cpu_count()} logical CPUs (nproc)",
         "Memory": mem,
         "OS": os_name,
         "Python": platform.python_version(),
     }
+
+
+def package_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, str]:
+    """The machine and the transfer benchmarks' tools and packages."""
+    info = machine_basics()
     tools = {
         "nginx": [which("nginx") or "nginx", "-v"],
         "aria2c": [which("aria2c") or "aria2c", "--version"],
@@ -484,7 +490,7 @@ def machine() -> dict[str, str]:
     for name, argv in tools.items():
         info[name] = _first_line(argv)
     for pkg in ("xview2-ingest", "moto", "boto3", "urllib3", "requests", "httpx", "aiohttp"):
-        info[pkg] = _pkg_version(pkg)
+        info[pkg] = package_version(pkg)
     return info
 
 
