@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
@@ -51,6 +51,11 @@ _UTIME_FD = os.utime in os.supports_fd
 def _top(name: str) -> str:
     head, sep, _ = name.partition("/")
     return head if sep else ""
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class WriterPool:
@@ -159,15 +164,16 @@ class LocalSink:
             n = self._counter
         return os.path.join(folder, f".{base}.{(os.getpid() * 65599 + n) & 0xFFFFFFFF:08x}.tmp")
 
-    def write(self, name: str, folder: str, data: bytes, mode: int, mtime: float) -> None:
+    @contextlib.contextmanager
+    def _publishing(self, name: str, folder: str, mode: int, mtime: float) -> Iterator[int]:
+        """A descriptor on a temporary file that becomes member ``name`` when the block
+        ends; on any error the temporary file is removed instead."""
         base = name.rpartition("/")[2]
         tmp = self._tmp(folder, base)
         try:
             fd = os.open(tmp, _OPEN_FLAGS, data_mode(mode))
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                yield fd
                 if _UTIME_FD:
                     os.utime(fd, (mtime, mtime))
             finally:
@@ -179,36 +185,26 @@ class LocalSink:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise os_error(exc, name, f"write into {self.url}") from None
-
-    def write_stream(
-        self, name: str, folder: str, stream: IO[bytes], size: int, mode: int, mtime: float
-    ) -> None:
-        base = name.rpartition("/")[2]
-        tmp = self._tmp(folder, base)
-        try:
-            fd = os.open(tmp, _OPEN_FLAGS, data_mode(mode))
-            try:
-                remaining = size
-                while remaining:
-                    chunk = stream.read(min(remaining, 8 * MiB))
-                    if not chunk:
-                        raise DestinationError("the archive ended inside this member", file=name)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    remaining -= len(chunk)
-            finally:
-                os.close(fd)
-            os.utime(tmp, (mtime, mtime))
-            os.replace(tmp, os.path.join(folder, base))
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise os_error(exc, name, f"write into {self.url}") from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def write(self, name: str, folder: str, data: bytes, mode: int, mtime: float) -> None:
+        with self._publishing(name, folder, mode, mtime) as fd:
+            _write_all(fd, memoryview(data))
+
+    def write_stream(
+        self, name: str, folder: str, stream: IO[bytes], size: int, mode: int, mtime: float
+    ) -> None:
+        with self._publishing(name, folder, mode, mtime) as fd:
+            remaining = size
+            while remaining:
+                chunk = stream.read(min(remaining, 8 * MiB))
+                if not chunk:
+                    raise DestinationError("the archive ended inside this member", file=name)
+                _write_all(fd, memoryview(chunk))
+                remaining -= len(chunk)
 
     def make_dir(self, name: str) -> None:
         self.ensure_dir(name, name)
