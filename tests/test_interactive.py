@@ -43,27 +43,21 @@ def read_until(fd: int, needle: bytes, timeout: float) -> bytes:
     return seen
 
 
+def download_argv(url: str, dest: Path, cat: Path) -> list[str]:
+    """`xview2 download` of one link in small parts over two connections."""
+    return [
+        sys.executable, "-m", "xview2_ingest.cli", "download", url, "--dest", str(dest),
+        "--catalog", str(cat), "--connections", "2", "--part-size-mb", "1",
+    ]  # fmt: skip
+
+
 def test_fresh_links_pasted_at_the_prompt_continue_the_run(tmp_path: Path) -> None:
     root, data, cat = make_file(tmp_path, 6 * MiB)
     dest = tmp_path / "dest"
     with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
         master, slave = pty.openpty()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "xview2_ingest.cli",
-                "download",
-                srv.url_for(NAME, ttl=1.5),
-                "--dest",
-                str(dest),
-                "--catalog",
-                str(cat),
-                "--connections",
-                "2",
-                "--part-size-mb",
-                "1",
-            ],
+            download_argv(srv.url_for(NAME, ttl=1.5), dest, cat),
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -89,21 +83,7 @@ def test_ctrl_c_keeps_finished_bytes_and_exits_130(tmp_path: Path) -> None:
     root, data, cat = make_file(tmp_path, 12 * MiB)
     dest = tmp_path / "dest"
     with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
-        cmd = [
-            sys.executable,
-            "-m",
-            "xview2_ingest.cli",
-            "download",
-            srv.url_for(NAME),
-            "--dest",
-            str(dest),
-            "--catalog",
-            str(cat),
-            "--connections",
-            "2",
-            "--part-size-mb",
-            "1",
-        ]
+        cmd = download_argv(srv.url_for(NAME), dest, cat)
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
