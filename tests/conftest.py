@@ -16,6 +16,19 @@ from xview2_ingest.demo.server import Faults, SignedLinkServer
 from xview2_ingest.demo.synth import SynthStats, make_dataset
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Local copies of resume state go to a folder of the test run, not the user's."""
+    path = tmp_path_factory.mktemp("state")
+    saved = os.environ.get("XVIEW2_STATE_DIR")
+    os.environ["XVIEW2_STATE_DIR"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("XVIEW2_STATE_DIR", None)
+    else:
+        os.environ["XVIEW2_STATE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto S3 server in server mode, reached over HTTP like any S3 endpoint."""

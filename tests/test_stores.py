@@ -158,3 +158,58 @@ def test_s3_parts_carry_their_crc32(moto_endpoint: str, bucket: str) -> None:
         Bucket=bucket, Key="crc/c.bin", ChecksumMode="ENABLED"
     )
     assert head["ChecksumCRC32"].split("-")[0] == expected
+
+
+def test_s3_state_goes_to_a_local_copy_between_saves(  # type: ignore[no-untyped-def]
+    moto_endpoint: str, bucket: str, s3, tmp_path, monkeypatch, state_dir
+) -> None:
+    """Checkpoints cost no request: they land in a local copy, and in the bucket only
+    every few seconds and when the run stops.  A rerun here takes the newer copy."""
+    import json
+
+    url = f"s3://{bucket}/p"
+    store = S3Store(url, endpoint_url=moto_endpoint)
+    part = store.min_part_size
+    data = os.urandom(2 * part)
+    first = store.open_upload("s.bin", len(data), part)
+    first.write_part(0, parts_of(data, part)[0])
+    for hashed in (1, 2, 3):
+        first.checkpoint({"hashed": hashed})
+
+    def in_bucket() -> object:
+        body = s3.get_object(Bucket=bucket, Key="p/.xview2/state/s.bin.json")["Body"].read()
+        return json.loads(body)["engine"]
+
+    assert in_bucket() is None  # only the upload's start reached the bucket
+    assert store.open_upload("s.bin", len(data), part).load_state() == {"hashed": 3}
+
+    # killed before close(): another machine (no local copy) resumes from the bucket's copy
+    monkeypatch.setenv("XVIEW2_STATE_DIR", str(tmp_path / "elsewhere"))
+    elsewhere = S3Store(url, endpoint_url=moto_endpoint)
+    assert elsewhere.open_upload("s.bin", len(data), part).load_state() is None
+    first.close()  # a run that stops saves its newest state to the bucket
+    assert in_bucket() == {"hashed": 3}
+    resumed = elsewhere.open_upload("s.bin", len(data), part)
+    assert (resumed.load_state(), resumed.done_parts()) == ({"hashed": 3}, {0})
+
+    monkeypatch.setenv("XVIEW2_STATE_DIR", str(state_dir))
+    copy = store.local_copy("p/s.bin").path
+    assert copy.exists()
+    again = store.open_upload("s.bin", len(data), part)
+    again.write_part(1, parts_of(data, part)[1])
+    again.publish()
+    assert not copy.exists(), "publishing leaves no local state behind"
+
+
+def test_s3_state_without_a_usable_local_folder(  # type: ignore[no-untyped-def]
+    moto_endpoint: str, bucket: str, tmp_path, monkeypatch
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XVIEW2_STATE_DIR", str(tmp_path / "a-file"))
+    store = S3Store(f"s3://{bucket}/q", endpoint_url=moto_endpoint)
+    part = store.min_part_size
+    upload = store.open_upload("t.bin", 2 * part, part)
+    upload.checkpoint({"hashed": 1})
+    monkeypatch.setenv("XVIEW2_STATE_DIR", str(tmp_path / "elsewhere"))
+    # every checkpoint went to the bucket: the newest is there without close()
+    assert store.open_upload("t.bin", 2 * part, part).load_state() == {"hashed": 1}

@@ -7,6 +7,7 @@
 | connections, all | ``XVIEW2_MAX_CONNECTIONS``| 32               |
 | memory budget    | ``XVIEW2_MEMORY_MB``      | 128              |
 | catalog files    | ``XVIEW2_CATALOG``        | none (built-in)  |
+| S3 resume copies | ``XVIEW2_STATE_DIR``      | ``$XDG_STATE_HOME/xview2-ingest`` |
 
 S3 credentials and ``AWS_ENDPOINT_URL`` follow the standard AWS chain (boto3 reads them).
 """

@@ -92,7 +92,7 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -240,9 +240,9 @@ class LocalUpload:
             now = time.monotonic()
             if now - self._last_sync >= SYNC_INTERVAL:
                 os.fdatasync(self._fd)
-                _atomic_write(self._durable_path, json.dumps(record).encode(), sync=True)
+                atomic_write(self._durable_path, json.dumps(record).encode(), sync=True)
                 self._last_sync = now
-            _atomic_write(self._state_path, json.dumps(record).encode(), sync=False)
+            atomic_write(self._state_path, json.dumps(record).encode(), sync=False)
         except OSError as exc:
             raise os_error(exc, self.name, "save resume state") from None
 
@@ -323,7 +323,7 @@ class LocalStore:
         path = self.path_of(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, data)
+            atomic_write(path, data)
         except OSError as exc:
             raise os_error(exc, name, f"write to {self.url}") from None
 

@@ -4,7 +4,9 @@ Data streams straight into a multipart upload: part *i* of the plan is upload pa
 so parts finish in any order and nothing touches local disk.  The upload is completed
 only after the engine verified the digest, and aborted on a mismatch.  S3's own
 ListParts is the journal of finished parts; the engine's small resume state (upload id,
-digest state) is kept beside it as ``PREFIX/.xview2/state/NAME.json``.
+digest state) is kept beside it as ``PREFIX/.xview2/state/NAME.json``.  That object is
+rewritten every ``REMOTE_STATE_INTERVAL`` seconds and when a run stops; in between, each
+checkpoint goes to a local copy (:mod:`.statecopy`), so a part costs no extra request.
 
 Every part carries its CRC32 (``x-amz-checksum-crc32``, in an upload created with
 ``ChecksumAlgorithm=CRC32``, as boto3's own transfers do), so the server checks each part
@@ -21,6 +23,7 @@ import io
 import json
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
@@ -31,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ..errors import DestinationError
 from .base import PendingUpload
+from .statecopy import LocalStateCopy
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ MiB = 1 << 20
 STATE_DIR = ".xview2/state"
 CHECKSUM = "CRC32"
 """The per-part checksum of new uploads."""
+REMOTE_STATE_INTERVAL = 5.0
+"""Seconds between saves of resume state to the bucket while the local copy is usable."""
 
 
 def _crc32(data: memoryview) -> str:
@@ -96,6 +102,12 @@ class _ViewReader(io.RawIOBase):
         return self._pos
 
 
+def _hashed(record: dict[str, Any] | None) -> int:
+    engine = (record or {}).get("engine")
+    hashed = engine.get("hashed") if isinstance(engine, dict) else None
+    return hashed if isinstance(hashed, int) else -1
+
+
 def parse_s3_url(url: str) -> tuple[str, str]:
     rest = url[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
@@ -115,6 +127,9 @@ class S3Upload:
         self._crcs: dict[int, str] = {}
         self._checksum: str | None = CHECKSUM
         self._engine_state: dict[str, Any] | None = None
+        self._copy = store.local_copy(self._key)
+        self._saved_at = 0.0  # when the bucket last got the state (monotonic)
+        self._unsaved: dict[str, Any] | None = None  # newer state only the local copy has
         where = store.url
         try:
             state = store._read_json(self._state_key)
@@ -154,6 +169,9 @@ class S3Upload:
                 return None
             raise
         self._engine_state = state.get("engine")
+        local = self._copy.read()
+        if local and local.get("upload_id") == upload_id and _hashed(local) > _hashed(state):
+            self._engine_state = local.get("engine")  # this machine got further
         return str(upload_id)
 
     def _abort_strays(self) -> None:
@@ -168,8 +186,8 @@ class S3Upload:
     def _part_len(self, index: int) -> int:
         return min(self.part_size, self.size - index * self.part_size)
 
-    def _write_state(self, engine: dict[str, Any] | None) -> None:
-        record = {
+    def _record(self, engine: dict[str, Any] | None) -> dict[str, Any]:
+        return {
             "upload_id": self._upload_id,
             "key": self._key,
             "size": self.size,
@@ -177,7 +195,15 @@ class S3Upload:
             "checksum": self._checksum,
             "engine": engine,
         }
+
+    def _write_state(self, engine: dict[str, Any] | None) -> None:
+        record = self._record(engine)
+        self._copy.write(record)
+        self._save(record)
+
+    def _save(self, record: dict[str, Any]) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=self._state_key, Body=json.dumps(record))
+        self._saved_at, self._unsaved = time.monotonic(), None
 
     def done_parts(self) -> set[int]:
         with self._lock:
@@ -211,8 +237,13 @@ class S3Upload:
         return self._engine_state
 
     def checkpoint(self, state: dict[str, Any]) -> None:
+        record = self._record(state)
+        recent = time.monotonic() - self._saved_at < REMOTE_STATE_INTERVAL
+        if self._copy.write(record) and recent:
+            self._unsaved = record
+            return
         try:
-            self._write_state(state)
+            self._save(record)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, self.name, "save resume state to", self._store.url) from None
 
@@ -233,6 +264,7 @@ class S3Upload:
             self._s3.delete_object(Bucket=self._bucket, Key=self._state_key)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, self.name, "complete the upload to", self._store.url) from None
+        self._copy.delete()
 
     def abort(self) -> None:
         try:
@@ -242,16 +274,30 @@ class S3Upload:
             self._s3.delete_object(Bucket=self._bucket, Key=self._state_key)
         except (ClientError, BotoCoreError) as exc:
             log.warning("could not abort the upload of %s: %s", self.name, exc)
+        self._copy.delete()
 
     def close(self) -> None:
-        """Leave the multipart upload open for a later run."""
+        """Leave the multipart upload open for a later run, its newest state saved."""
+        if self._unsaved is None:
+            return
+        try:
+            self._save(self._unsaved)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning(
+                "could not save the resume state of %s to %s (%s); a rerun on this machine"
+                " resumes from its local copy",
+                self.name,
+                self._store.url,
+                exc,
+            )
 
 
 class S3Store:
     min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
     default_part_size = 16 * MiB
     max_parts = 10_000
-    # Hashed parts cannot be read back from an open multipart upload: checkpoint each one.
+    # Hashed parts cannot be read back from an open multipart upload: checkpoint each one
+    # (to the local copy; to the bucket every REMOTE_STATE_INTERVAL seconds).
     checkpoint_interval = 0.0
 
     def __init__(
@@ -286,6 +332,10 @@ class S3Store:
 
     def state_key(self, name: str) -> str:
         return self.key_of(f"{STATE_DIR}/{name}.json")
+
+    def local_copy(self, key: str) -> LocalStateCopy:
+        """The local copy of the resume state of the upload to ``key``."""
+        return LocalStateCopy(f"{self.client.meta.endpoint_url}/{self.bucket}/{key}")
 
     def _read_json(self, key: str) -> dict[str, Any] | None:
         try:
@@ -408,6 +458,7 @@ class S3Store:
                 Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
             )
             self.client.delete_object(Bucket=self.bucket, Key=self.state_key(rel))
+            self.local_copy(upload["Key"]).delete()
             count += 1
         return count
 
