@@ -158,3 +158,10 @@ def test_ingest_downloads_extracts_and_indexes(
     assert len(list((dest / "train" / "images").iterdir())) == 2 * stats.pairs["train"]
     csv = xview2("stats", "--dest", str(dest), "--format", "csv")
     assert csv.returncode == 0 and csv.stdout.startswith("split,")
+
+
+def test_version() -> None:
+    from xview2_ingest import __version__
+
+    proc = xview2("--version")
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"xview2 {__version__}")

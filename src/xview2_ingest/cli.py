@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import api
+from . import __version__, api
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, XView2Error
 from .links import Link, parse_links_text, read_links
 from .progress import DownloadReport, Event
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
