@@ -280,6 +280,7 @@ class Bench:
                     moto.endpoint,
                 ),
                 f,
+                lambda moto: {"XVIEW2_STATE_DIR": str(WORK / "state")},
             )
 
         def naive() -> Measure:
