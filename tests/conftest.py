@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +19,9 @@ from xview2_ingest.demo.synth import SynthStats, make_dataset
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Local copies of resume state go to a folder of the test run, not the user's."""
     path = tmp_path_factory.mktemp("state")
-    saved = os.environ.get("XVIEW2_STATE_DIR")
-    os.environ["XVIEW2_STATE_DIR"] = str(path)
-    yield path
-    if saved is None:
-        os.environ.pop("XVIEW2_STATE_DIR", None)
-    else:
-        os.environ["XVIEW2_STATE_DIR"] = saved
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XVIEW2_STATE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -35,29 +30,13 @@ def moto_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-            "AWS_ENDPOINT_URL",
-        )
-    }
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    yield endpoint
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.delenv("AWS_ENDPOINT_URL", raising=False)
+        yield f"http://{host}:{port}"
     server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture()
