@@ -160,6 +160,25 @@ def test_s3_parts_carry_their_crc32(moto_endpoint: str, bucket: str) -> None:
     assert head["ChecksumCRC32"].split("-")[0] == expected
 
 
+def test_s3_sends_a_whole_bytearray_part_as_it_is(moto_endpoint: str, bucket: str) -> None:
+    """The engine's S3 buffers are bytearrays the size of their part: each goes out as
+    the request body itself, not a copy; any other view is copied, and both arrive."""
+    from xview2_ingest.stores.s3 import _body
+
+    store = S3Store(f"s3://{bucket}/ba", endpoint_url=moto_endpoint)
+    part = store.min_part_size
+    data = os.urandom(part + 777)
+    buffers = [bytearray(p) for p in parts_of(data, part)]
+    assert _body(memoryview(buffers[0])) is buffers[0]
+    partial = memoryview(buffers[0])[: part - 1]
+    assert type(_body(partial)) is bytes and _body(partial) == data[: part - 1]
+    upload = store.open_upload("ba.bin", len(data), part)
+    upload.write_part(1, memoryview(buffers[1]))
+    upload.write_part(0, memoryview(buffers[0]))
+    upload.publish()
+    assert store.read_bytes("ba.bin") == data
+
+
 def test_s3_state_goes_to_a_local_copy_between_saves(  # type: ignore[no-untyped-def]
     moto_endpoint: str, bucket: str, s3, tmp_path, monkeypatch, state_dir
 ) -> None:

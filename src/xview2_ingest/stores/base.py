@@ -77,6 +77,9 @@ class Store(Protocol):
     max_parts: int
     checkpoint_interval: float
     """Seconds between resume checkpoints (0: after every part): the work a kill can lose."""
+    page_aligned_buffers: bool
+    """Whether ``write_part`` needs page-aligned memory (for direct I/O); if not, the
+    engine passes views of bytearrays."""
 
     def open_upload(self, name: str, size: int, part_size: int) -> Upload:
         """Resume the unfinished upload of ``name`` if it is for ``size`` bytes, else start one.

@@ -280,6 +280,7 @@ class LocalStore:
     # Parts not yet journaled are re-fetched after a kill; 0.1 s of them is a small price
     # next to what a journal write per part costs at disk speed (measured: ~25%).
     checkpoint_interval = 0.1
+    page_aligned_buffers = True  # for O_DIRECT
 
     def __init__(self, root: str | os.PathLike[str], *, direct_io: bool = True):
         """``direct_io=False`` writes downloads through the page cache."""

@@ -11,6 +11,7 @@ checkpoint goes to a local copy (:mod:`.statecopy`), so a part costs no extra re
 Every part carries its CRC32 (``x-amz-checksum-crc32``, in an upload created with
 ``ChecksumAlgorithm=CRC32``, as boto3's own transfers do), so the server checks each part
 as it arrives and the object keeps a composite checksum.  CRC32 costs 0.16 CPU-s per GiB.
+A part is sent from its buffer in one call, without a copy (:func:`_body`).
 
 Credentials come from the standard AWS chain; ``AWS_ENDPOINT_URL`` (or ``endpoint_url``)
 selects an S3-compatible server, as in every AWS tool.
@@ -19,7 +20,6 @@ selects an S3-compatible server, as in every AWS tool.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import threading
@@ -75,31 +75,18 @@ def _error(exc: Exception, name: str, action: str, where: str) -> DestinationErr
     return DestinationError(f"cannot {action} {where}: {exc}", file=name)
 
 
-class _ViewReader(io.RawIOBase):
-    """A seekable file over a memoryview, so a part is sent without copying it whole."""
+def _body(data: memoryview) -> bytes | bytearray:
+    """A part as a request body that goes out in one ``sendall``.
 
-    def __init__(self, view: memoryview):
-        self._view, self._pos = view, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self._view.nbytes - self._pos)
-        b[:n] = self._view[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._view.nbytes}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
+    botocore refuses a memoryview body, and a file-like one is sent 16 KiB per Python
+    loop, copied twice on the way (measured: 0.13 CPU-s per GiB more).  The engine's S3
+    buffers are bytearrays the exact size of their part, which botocore accepts and
+    urllib3 sends whole; any other view is copied once.
+    """
+    whole = data.obj
+    if isinstance(whole, bytearray) and data.nbytes == len(whole):
+        return whole
+    return data.tobytes()
 
 
 def _hashed(record: dict[str, Any] | None) -> int:
@@ -219,7 +206,7 @@ class S3Upload:
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=index + 1,
-                Body=io.BufferedReader(_ViewReader(data), 256 * 1024),
+                Body=_body(data),
                 ContentLength=data.nbytes,
                 **extra,
             )
@@ -299,6 +286,7 @@ class S3Store:
     # Hashed parts cannot be read back from an open multipart upload: checkpoint each one
     # (to the local copy; to the bucket every REMOTE_STATE_INTERVAL seconds).
     checkpoint_interval = 0.0
+    page_aligned_buffers = False  # bytearrays, which go out in one send (see write_part)
 
     def __init__(
         self,
