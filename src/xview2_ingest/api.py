@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from .catalog import Catalog, load_catalog
-from .config import dest_setting, int_setting
+from .config import DEFAULT_MEMORY_MB, dest_setting, int_setting
 from .links import Link, read_links
 from .manifest import Manifest
 from .progress import DownloadReport, ProgressCallback
@@ -69,7 +69,8 @@ def download(
     options = TransferOptions(
         connections=int_setting(connections, "XVIEW2_CONNECTIONS", 8),
         max_connections=int_setting(max_connections, "XVIEW2_MAX_CONNECTIONS", 32),
-        memory_budget=int_setting(memory_mb, "XVIEW2_MEMORY_MB", 128, minimum=16) * MiB,
+        memory_budget=int_setting(memory_mb, "XVIEW2_MEMORY_MB", DEFAULT_MEMORY_MB, minimum=16)
+        * MiB,
         part_size=part_size,
         all_digests=all_digests,
         force=force,

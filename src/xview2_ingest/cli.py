@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, api
+from .config import DEFAULT_MEMORY_MB
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, XView2Error
 from .links import Link, parse_links_text, read_links
 from .progress import DownloadReport, Event
@@ -155,7 +156,7 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--memory-mb",
         type=int,
-        help="buffer memory budget in MB (default: $XVIEW2_MEMORY_MB or 128)",
+        help=f"buffer memory budget in MB (default: $XVIEW2_MEMORY_MB or {DEFAULT_MEMORY_MB})",
     )
     p.add_argument(
         "--part-size-mb",

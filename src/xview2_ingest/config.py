@@ -5,7 +5,7 @@
 | destination      | ``XVIEW2_DEST``           | ``./data/xview2``|
 | connections/file | ``XVIEW2_CONNECTIONS``    | 8                |
 | connections, all | ``XVIEW2_MAX_CONNECTIONS``| 32               |
-| memory budget    | ``XVIEW2_MEMORY_MB``      | 128              |
+| memory budget    | ``XVIEW2_MEMORY_MB``      | 160              |
 | catalog files    | ``XVIEW2_CATALOG``        | none (built-in)  |
 | S3 resume copies | ``XVIEW2_STATE_DIR``      | ``$XDG_STATE_HOME/xview2-ingest`` |
 
@@ -19,6 +19,8 @@ import os
 from .errors import UsageError
 
 DEFAULT_DEST = "./data/xview2"
+DEFAULT_MEMORY_MB = 160
+"""Room for 16 MiB parts on 8 connections plus the reorder window (10 buffers)."""
 
 
 def setting(value: str | None, env: str, default: str) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import Catalog, CatalogEntry
+from ..config import DEFAULT_MEMORY_MB
 from ..errors import (
     ChecksumMismatchError,
     ContentError,
@@ -57,7 +58,7 @@ class TransferOptions:
     """Parallel ranged connections per file."""
     max_connections: int = 32
     """Cap on connections across all files."""
-    memory_budget: int = 128 * MiB
+    memory_budget: int = DEFAULT_MEMORY_MB * MiB
     """Bytes of part buffers in flight across all files: the run's memory bound."""
     part_size: int | None = None
     """Bytes per part; default: the store's default, grown to stay under its part limit."""
