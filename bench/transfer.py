@@ -595,8 +595,8 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         "- Web server: nginx on 127.0.0.1 (`sendfile on`, files in the page cache); the"
         f" throttled location has `limit_rate {args.rate_mb * MB:.0f}` (bytes/s, per"
         " connection). S3: `moto_server` on 127.0.0.1, a fresh process and bucket for every"
-        " run (moto keeps objects in memory, spilling those over 16 MiB to temporary files;"
-        " it is the bottleneck of every S3 figure).",
+        " run (moto keeps objects in memory, spilling objects and parts over 5 MiB to"
+        " temporary files; it is the bottleneck of every S3 figure).",
         "- Wall time from the harness's own clock around the whole command; peak RSS is GNU"
         " `time -v`'s maximum resident set size of the command (for `sh -c 'a && b'`, the"
         " largest step). Destination emptied and `sync` run before each contender.",
