@@ -286,7 +286,7 @@ class S3Store:
     # Hashed parts cannot be read back from an open multipart upload: checkpoint each one
     # (to the local copy; to the bucket every REMOTE_STATE_INTERVAL seconds).
     checkpoint_interval = 0.0
-    page_aligned_buffers = False  # bytearrays, which go out in one send (see write_part)
+    page_aligned_buffers = False  # bytearrays, which go out in one send (see _body)
 
     def __init__(
         self,
