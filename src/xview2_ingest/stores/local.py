@@ -48,7 +48,8 @@ def _boot_id() -> str | None:
         return None
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
+def load_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None if it is missing, unreadable or not an object."""
     try:
         loaded = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -166,7 +167,7 @@ class LocalUpload:
                 raise
 
     def _read_state(self) -> dict[str, Any] | None:
-        fast, durable = _load_json(self._state_path), _load_json(self._durable_path)
+        fast, durable = load_json(self._state_path), load_json(self._durable_path)
         if fast and fast.get("boot") == _boot_id():
             return fast
         return durable
@@ -377,8 +378,8 @@ class LocalStore:
         for data in sorted(partial.glob("*.part")) if partial.exists() else []:
             base = data.name.removesuffix(".part")
             state = (
-                _load_json(data.with_name(base + ".state.json"))
-                or _load_json(data.with_name(base + ".durable.json"))
+                load_json(data.with_name(base + ".state.json"))
+                or load_json(data.with_name(base + ".durable.json"))
                 or {}
             )
             done = _unruns(state.get("done", []))

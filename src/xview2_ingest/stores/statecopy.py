@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .local import atomic_write
+from .local import atomic_write, load_json
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,7 @@ class LocalStateCopy:
         self._usable = True
 
     def read(self) -> dict[str, Any] | None:
-        try:
-            loaded = json.loads(self.path.read_bytes())
-        except (OSError, ValueError):
-            return None
-        return loaded if isinstance(loaded, dict) else None
+        return load_json(self.path)
 
     def write(self, record: dict[str, Any]) -> bool:
         """Save ``record``; False when there is no usable local folder."""
