@@ -110,8 +110,7 @@ class S3Upload:
         self._key = store.key_of(name)
         self._state_key = store.state_key(name)
         self._lock = threading.Lock()
-        self._etags: dict[int, str] = {}
-        self._crcs: dict[int, str] = {}
+        self._parts: dict[int, dict[str, str]] = {}  # index -> its CompleteMultipartUpload entry
         self._checksum: str | None = CHECKSUM
         self._engine_state: dict[str, Any] | None = None
         self._copy = store.local_copy(self._key)
@@ -122,7 +121,7 @@ class S3Upload:
             state = store._read_json(self._state_key)
             self._upload_id = self._resume(state)
             if self._upload_id is None:
-                self.part_size, self._etags, self._crcs = part_size, {}, {}
+                self.part_size, self._parts = part_size, {}
                 self._checksum = CHECKSUM
                 self._abort_strays()
                 created = self._s3.create_multipart_upload(
@@ -148,9 +147,11 @@ class S3Upload:
                 for part in page.get("Parts", []):
                     index = part["PartNumber"] - 1
                     if part["Size"] == self._part_len(index):
-                        self._etags[index] = part["ETag"]
-                        if part.get("ChecksumCRC32"):
-                            self._crcs[index] = part["ChecksumCRC32"]
+                        self._parts[index] = {"ETag": part["ETag"]} | (
+                            {"ChecksumCRC32": part["ChecksumCRC32"]}
+                            if part.get("ChecksumCRC32")
+                            else {}
+                        )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
                 return None
@@ -194,12 +195,10 @@ class S3Upload:
 
     def done_parts(self) -> set[int]:
         with self._lock:
-            return set(self._etags)
+            return set(self._parts)
 
     def write_part(self, index: int, data: memoryview) -> None:
-        extra = {}
-        if self._checksum == CHECKSUM:
-            extra["ChecksumCRC32"] = _crc32(data)
+        extra = {"ChecksumCRC32": _crc32(data)} if self._checksum == CHECKSUM else {}
         try:
             reply = self._s3.upload_part(
                 Bucket=self._bucket,
@@ -213,9 +212,7 @@ class S3Upload:
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
         with self._lock:
-            self._etags[index] = reply["ETag"]
-            if "ChecksumCRC32" in extra:
-                self._crcs[index] = extra["ChecksumCRC32"]
+            self._parts[index] = {"ETag": reply["ETag"]} | extra
 
     def read_part(self, index: int, into: memoryview) -> bool:
         return False  # parts of an unfinished multipart upload cannot be read back
@@ -236,11 +233,7 @@ class S3Upload:
 
     def publish(self) -> None:
         with self._lock:
-            parts = [
-                {"PartNumber": i + 1, "ETag": etag}
-                | ({"ChecksumCRC32": self._crcs[i]} if i in self._crcs else {})
-                for i, etag in sorted(self._etags.items())
-            ]
+            parts = [{"PartNumber": i + 1} | entry for i, entry in sorted(self._parts.items())]
         try:
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket,
