@@ -16,7 +16,7 @@ from xview2_ingest import download, status
 from xview2_ingest.catalog import Catalog
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 from xview2_ingest.errors import ChecksumMismatchError, ContentError, LinkExpiredError
-from xview2_ingest.progress import Event
+from xview2_ingest.events import Event
 from xview2_ingest.stores import LocalStore
 
 MiB = 1 << 20

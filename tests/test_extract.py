@@ -19,7 +19,8 @@ import pytest
 
 from xview2_ingest.catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
 from xview2_ingest.demo.synth import ARCHIVE_NAMES, SynthStats, make_split_archive
-from xview2_ingest.errors import EXIT_FAILURE, UsageError
+from xview2_ingest.errors import ExitCode, UsageError
+from xview2_ingest.events import Event
 from xview2_ingest.extract import (
     ArchiveChecksumError,
     ArchiveNotDownloadedError,
@@ -33,7 +34,6 @@ from xview2_ingest.extract import (
 from xview2_ingest.extract.records import RECORD_DIR
 from xview2_ingest.extract.safety import safe_name
 from xview2_ingest.manifest import Manifest
-from xview2_ingest.progress import Event
 from xview2_ingest.stores import LocalStore, Store
 from xview2_ingest.stores.s3 import S3Store
 
@@ -224,7 +224,7 @@ def test_a_truncated_archive_is_reported(tmp_path: Path, dataset: tuple) -> None
     publish(store, TRAIN, data[: len(data) // 2])
     result = extract([TRAIN], tmp_path / "dest").archives[0]
     assert isinstance(result.error, CorruptArchiveError)
-    assert result.error.exit_code == EXIT_FAILURE
+    assert result.error.exit_code == ExitCode.FAILURE
     assert not (tmp_path / "dest" / RECORD_DIR / f"{TRAIN}.json").exists()
 
 
@@ -274,7 +274,7 @@ def test_hostile_archives_are_refused(tmp_path: Path, case: str, fmt: int) -> No
     assert isinstance(error, UnsafeMemberError) and isinstance(error, UnsafeArchiveError)
     assert error.archive == TRAIN and error.member == hostile.name
     assert reason in error.reason and TRAIN in str(error) and hostile.name in str(error)
-    assert report.exit_code == EXIT_FAILURE
+    assert report.exit_code == ExitCode.FAILURE
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "outside"]
     assert local_files(dest) == {TRAIN: len(archive), "manifest.json": len(manifest_before)}

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from xview2_ingest.demo.synth import SynthStats, write_label_tree
-from xview2_ingest.errors import EXIT_FAILURE, EXIT_OK, XView2Error
+from xview2_ingest.errors import ExitCode, XView2Error
+from xview2_ingest.events import Event
 from xview2_ingest.index import (
     BUILDINGS_FILE,
     BUILDINGS_SCHEMA,
@@ -35,7 +36,6 @@ from xview2_ingest.index import build as build_module
 from xview2_ingest.index import tables as tables_module
 from xview2_ingest.index.geometry import areas, parse_polygons, wkb
 from xview2_ingest.index.tables import build_batch
-from xview2_ingest.progress import Event
 
 PAIRS = {"train": 14, "test": 6, "hold": 4, "tier3": 10}
 
@@ -466,7 +466,7 @@ def test_malformed_labels_are_reported_and_skipped(
     assert "has no 'properties'" in reasons["socal-fire_00900007_post_disaster.json"]
     assert "uid is not a string" in reasons["socal-fire_00900008_post_disaster.json"]
     assert "file name does not follow" in reasons["notes.json"]
-    assert not report.ok and report.exit_code == EXIT_FAILURE
+    assert not report.ok and report.exit_code == ExitCode.FAILURE
     assert f"{len(bad)} label file(s) skipped" in report.summary()
     # every good file is indexed, plus the odd-but-valid one
     assert report.images == len(good) + 1
@@ -480,7 +480,7 @@ def test_malformed_labels_are_reported_and_skipped(
     index_json = json.loads((tmp_path / REPORT_FILE).read_text())
     assert len(index_json["skipped"]) == len(bad)
     assert stats  # the generator's own labels were all fine
-    assert EXIT_OK == 0
+    assert ExitCode.OK == 0
 
 
 def test_wkt_fast_and_slow_paths_agree() -> None:

@@ -14,9 +14,10 @@ import logging
 
 from .api import clean, download, links_from, open_destination, status
 from .catalog import Catalog, CatalogEntry, load_catalog
-from .errors import XView2Error
+from .errors import ExitCode, XView2Error
+from .events import Event
 from .links import Link, parse_links_text, read_links
-from .progress import DownloadReport, Event, FileResult
+from .reports import DownloadReport, FileResult, Report
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -27,8 +28,10 @@ __all__ = [
     "CatalogEntry",
     "DownloadReport",
     "Event",
+    "ExitCode",
     "FileResult",
     "Link",
+    "Report",
     "XView2Error",
     "clean",
     "download",

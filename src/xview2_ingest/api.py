@@ -9,9 +9,10 @@ from typing import Literal
 
 from .catalog import Catalog, load_catalog
 from .config import DEFAULT_MEMORY_MB, dest_setting, int_setting
+from .events import ProgressCallback
 from .links import Link, read_links
 from .manifest import Manifest
-from .progress import DownloadReport, ProgressCallback
+from .reports import DownloadReport
 from .stores import PendingUpload, Store, open_store
 from .transfer.engine import TransferEngine, TransferOptions
 from .transfer.http import RetryPolicy

@@ -14,9 +14,10 @@ from typing import Any
 
 from . import __version__, api
 from .config import DEFAULT_MEMORY_MB
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, XView2Error
+from .errors import ExitCode, UsageError, XView2Error
+from .events import Event
 from .links import Link, parse_links_text, read_links
-from .progress import DownloadReport, Event
+from .reports import DownloadReport
 
 log = logging.getLogger(__name__)
 
@@ -373,9 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         _err("interrupted; finished bytes are kept, run again to resume")
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
-        return EXIT_USAGE
+        return ExitCode.USAGE
 
 
 if __name__ == "__main__":

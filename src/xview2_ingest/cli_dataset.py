@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import EXIT_OK
+from .errors import ExitCode
 
 
 def _err(message: str) -> None:
@@ -152,7 +152,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from .index import compute_stats
 
     _show_stats(args, compute_stats(args.dest, endpoint_url=args.endpoint_url))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_failures(report: Any) -> None:
@@ -165,21 +165,21 @@ def _print_failures(report: Any) -> None:
 def run_ingest(args: argparse.Namespace, links: list[Any], view: Any) -> int:
     """Download, then extract and index what is verified; one progress display."""
     from .cli import _report_failures, run_download
+    from .events import Event
     from .index import build_index
-    from .progress import Event
 
     view(Event("stage", "download"))
     report = run_download(args, links, view)
     _report_failures(report)
     if not args.quiet:
         _err(report.summary())
-    if report.exit_code != EXIT_OK or args.no_extract:
+    if report.exit_code != ExitCode.OK or args.no_extract:
         return report.exit_code
     archives = [f.name for f in report.files]
     if not args.from_archives:
         view(Event("stage", "extract"))
         code = _extract(args, archives, view)
-        if code != EXIT_OK:
+        if code != ExitCode.OK:
             return code
     view(Event("stage", "index"))
     indexed = build_index(
@@ -251,7 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ns.dest = dest
             with _view(args) as view:
                 code = run_ingest(ns, links, view)
-    if code == EXIT_OK and not args.quiet:
+    if code == ExitCode.OK and not args.quiet:
         _show_stats(
             argparse.Namespace(format="table", png=None, quiet=args.quiet),
             compute_stats(dest, endpoint_url=args.endpoint_url),

@@ -1,30 +1,55 @@
 """One root exception, precise children, and the exit codes they map to.
 
-Exit codes (documented in the README and ``xview2 --help``):
-
-* 0 -- every file verified and published
-* 1 -- a failure: checksum mismatch, server or destination error, unsafe archive, ...
-* 2 -- usage error: bad arguments, unreadable links or catalog file
-* 3 -- some links had expired or were refused as expired: fresh links are needed
-* 130 -- interrupted (Ctrl-C); finished work is kept for the next run
-
-Every message says what happened, to which file, and what to do next.  Messages never
-contain a signed URL's query string: build them with :func:`xview2_ingest.links.redact`.
+:class:`ExitCode` is the one list of exit codes; :data:`EXIT_CODES_HELP` is its text for
+every subcommand's ``--help`` and the README's table says the same.  Every message says
+what happened, to which file, and what to do next.  Messages never contain a signed URL's
+query string: build them with :func:`xview2_ingest.links.redact`.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_EXPIRED = 3
-EXIT_INTERRUPTED = 130
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What the ``xview2`` command (and every report's ``exit_code``) returns."""
+
+    OK = 0
+    """Everything asked for was done and verified."""
+    FAILURE = 1
+    """A failure: checksum mismatch, server or destination error, unsafe archive."""
+    USAGE = 2
+    """Usage error: bad arguments, unreadable links or catalog file."""
+    EXPIRED = 3
+    """Some links had expired: fresh links are needed for the files named."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C): finished work is kept and the next run resumes."""
+    TERMINATED = 143
+    """Stopped by SIGTERM: finished work is kept and the next run resumes."""
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "everything asked for was done and verified",
+    ExitCode.FAILURE: "a failure (checksum mismatch, server or destination error, ...)",
+    ExitCode.USAGE: "usage error (bad arguments, unreadable links or catalog file)",
+    ExitCode.EXPIRED: "some links had expired: the message lists the files that need fresh links",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); finished bytes are kept, the next run resumes",
+    ExitCode.TERMINATED: "stopped by SIGTERM; finished bytes are kept, the next run resumes",
+}
+
+EXIT_CODES_HELP = "exit codes:\n" + "".join(
+    f"  {int(code):<4} {code.meaning}\n" for code in ExitCode
+)
 
 
 class XView2Error(Exception):
     """Root of every error the library raises on purpose."""
 
-    exit_code = EXIT_FAILURE
+    exit_code: int = ExitCode.FAILURE
 
     def __init__(self, message: str, *, file: str | None = None, hint: str | None = None):
         self.file = file
@@ -39,7 +64,7 @@ class XView2Error(Exception):
 class UsageError(XView2Error):
     """The command line or an input file cannot be understood."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitCode.USAGE
 
 
 class LinksFileError(UsageError):
@@ -53,7 +78,7 @@ class CatalogError(UsageError):
 class LinkExpiredError(XView2Error):
     """The signed link's deadline passed, or the server said it had expired."""
 
-    exit_code = EXIT_EXPIRED
+    exit_code = ExitCode.EXPIRED
 
     def __init__(self, message: str, *, file: str | None = None, hint: str | None = None):
         super().__init__(
@@ -97,7 +122,7 @@ class DestinationError(XView2Error):
 class TransferInterrupted(XView2Error):
     """The run was stopped (Ctrl-C or a signal); finished parts are kept for the next run."""
 
-    exit_code = EXIT_INTERRUPTED
+    exit_code = ExitCode.INTERRUPTED
 
 
 class UnsafeArchiveError(XView2Error):

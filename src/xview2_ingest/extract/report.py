@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import EXIT_FAILURE, EXIT_OK, XView2Error
+from ..errors import ExitCode, XView2Error
 
 ExtractStatus = Literal["extracted", "skipped", "failed"]
 
@@ -63,8 +63,8 @@ class ExtractReport:
     @property
     def exit_code(self) -> int:
         if self.failed:
-            return max(a.error.exit_code if a.error else EXIT_FAILURE for a in self.failed)
-        return EXIT_OK
+            return max(a.error.exit_code if a.error else ExitCode.FAILURE for a in self.failed)
+        return ExitCode.OK
 
     def summary(self) -> str:
         counts: dict[str, int] = {}

@@ -34,8 +34,8 @@ from typing import IO, Any, Literal, cast
 import pyarrow as pa
 
 from ..config import dest_setting
-from ..errors import EXIT_FAILURE, EXIT_OK, DestinationError, XView2Error
-from ..progress import Event, ProgressCallback, no_progress
+from ..errors import DestinationError, ExitCode, XView2Error
+from ..events import Event, ProgressCallback, no_progress
 from ..stores import LocalStore, Store, open_store
 from . import tables
 from .labels import ARCHIVES, GEOTIFF_TIERS, SPLITS, is_label_path
@@ -88,7 +88,7 @@ class IndexReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_FAILURE
+        return ExitCode.OK if self.ok else ExitCode.FAILURE
 
     def summary(self) -> str:
         skipped = f"; {len(self.skipped)} label file(s) skipped" if self.skipped else ""

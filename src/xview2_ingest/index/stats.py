@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..config import dest_setting
 from ..errors import XView2Error
-from ..progress import ProgressCallback
+from ..events import ProgressCallback
 from ..stores import Store, open_store
 from .build import IMAGES_FILE, build_index
 from .labels import COUNT_COLUMNS, DAMAGE_CLASSES, SPLITS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import PendingUpload, Store, Upload
+from .base import Composer, Copier, LocalFiles, PendingUpload, RangeReader, Store, Upload
 from .local import LocalStore
 
 
@@ -21,4 +21,14 @@ def open_store(dest: str, *, endpoint_url: str | None = None, max_connections: i
     return LocalStore(dest)
 
 
-__all__ = ["LocalStore", "PendingUpload", "Store", "Upload", "open_store"]
+__all__ = [
+    "Composer",
+    "Copier",
+    "LocalFiles",
+    "LocalStore",
+    "PendingUpload",
+    "RangeReader",
+    "Store",
+    "Upload",
+    "open_store",
+]

@@ -6,14 +6,19 @@ order, checkpoints its own resume state through the upload, and finally publishe
 (only after verification) or aborts it.  Nothing appears under the final name before
 :meth:`Upload.publish`.
 
-A new destination (GCS, Azure) is one new module implementing these two protocols and
-passing ``tests/test_stores.py``.
+What a store can do beyond that is declared by the small capability protocols below
+(:class:`RangeReader`, :class:`Composer`, :class:`Copier`, :class:`LocalFiles`), which
+callers check with ``isinstance``; never by the concrete class or ``getattr``.  A new
+destination (GCS, Azure) is one new module implementing :class:`Store` and
+:class:`Upload`, plus whichever capabilities it can offer, and passing the one contract
+suite in ``tests/test_stores.py``, which checks every capability a store claims.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 
@@ -119,4 +124,51 @@ class Store(Protocol):
 
     def discard_pending(self, name: str | None = None) -> int:
         """Abort unfinished uploads (all, or of ``name``); return how many."""
+        ...
+
+
+# -- optional capabilities ------------------------------------------------------------
+
+
+@runtime_checkable
+class RangeReader(Protocol):
+    """Reads a published file from an offset (extraction resumes a broken stream)."""
+
+    def open_read_at(self, name: str, offset: int) -> IO[bytes]:
+        """Like :meth:`Store.open_read`, starting ``offset`` bytes into the file."""
+        ...
+
+
+@runtime_checkable
+class Composer(Protocol):
+    """Publishes the concatenation of published files without reading them through
+    this process (the GeoTIFF parts into one archive)."""
+
+    def compose(self, name: str, sources: tuple[str, ...], *, workers: int = 8) -> int:
+        """Publish ``sources`` joined in order as ``name``, atomically; return its size."""
+        ...
+
+
+@runtime_checkable
+class Copier(Protocol):
+    """Makes a second name for a published file without sending its bytes through this
+    process where the store allows it (hard link locally, server-side copy on objects)."""
+
+    def copy(self, source: str, target: str) -> None:
+        """Publish the bytes of ``source`` under ``target``, atomically (``target`` is
+        replaced if it exists)."""
+        ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A store whose published files are plain files on this machine (fast paths:
+    scanning folders, reading labels with ``open``, staging beside the destination)."""
+
+    root: Path
+    work: Path
+    """The store's own hidden folder (temporary files, resume state)."""
+
+    def path_of(self, name: str) -> Path:
+        """The local path of ``name``, refused when it would leave :attr:`root`."""
         ...

@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -438,6 +439,24 @@ class LocalStore:
             tmp.unlink(missing_ok=True)
             raise
         return total
+
+    def copy(self, source: str, target: str) -> None:
+        """Publish ``source`` under ``target`` as a hard link (no byte copied), or as a
+        copy where the file system refuses links; atomically replaces ``target``."""
+        src, final = self.path_of(source), self.path_of(target)
+        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, tmp)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise os_error(exc, target, f"copy {source} in") from None
 
     @staticmethod
     def _append_file(src: int, out: int) -> int:

@@ -38,9 +38,10 @@ from ..errors import (
     TransferInterrupted,
     XView2Error,
 )
+from ..events import Event, ProgressCallback, no_progress
 from ..links import Link
 from ..manifest import Manifest
-from ..progress import DownloadReport, Event, FileResult, ProgressCallback, failure_of, no_progress
+from ..reports import DownloadReport, FileResult, failure_of
 from ..stores import Store, Upload
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream

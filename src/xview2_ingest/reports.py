@@ -1,44 +1,51 @@
-"""Progress events and results.  The library never prints: it calls a callback.
+"""Reports: what every operation returns.
 
-The CLI draws the events with rich; tests record them; API users pass any callable.
-Callbacks run on worker threads and must be quick and thread-safe.
+Every report satisfies :class:`Report` (``ok``, ``exit_code``, ``summary()``,
+``to_dict()``), so the command line and scripts treat them alike: print ``summary()``,
+exit with ``exit_code``, or dump ``to_dict()`` as JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from .errors import EXIT_EXPIRED, EXIT_FAILURE, EXIT_OK, LinkExpiredError, XView2Error
-
-EventKind = Literal[
-    "probed",  # a link answered; total known; detail holds time left
-    "started",  # transfer began; done = bytes already there from an earlier run
-    "bytes",  # done = bytes just received
-    "retry",  # detail says what failed and when the retry comes
-    "verifying",
-    "published",
-    "skipped",  # already verified at the destination
-    "failed",  # detail holds the error message
-    "stage",  # a pipeline stage (extract, index) began; name is the stage
-]
+from .errors import ExitCode, LinkExpiredError, XView2Error
 
 
-@dataclass(frozen=True)
-class Event:
-    kind: EventKind
-    name: str
-    done: int = 0
-    total: int | None = None
-    detail: str = ""
+@runtime_checkable
+class Report(Protocol):
+    """The interface every report shares."""
+
+    @property
+    def ok(self) -> bool:
+        """True when everything asked for succeeded."""
+        ...
+
+    @property
+    def exit_code(self) -> int:
+        """The :class:`~xview2_ingest.errors.ExitCode` a command ends with."""
+        ...
+
+    def summary(self) -> str:
+        """One line for people."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data for scripts."""
+        ...
 
 
-ProgressCallback = Callable[[Event], None]
-
-
-def no_progress(event: Event) -> None:
-    """The default callback: ignore everything."""
+def error_dict(error: XView2Error | None) -> dict[str, Any] | None:
+    """An error as plain data (its message never holds a link's query)."""
+    if error is None:
+        return None
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "file": error.file,
+        "exit_code": int(error.exit_code),
+    }
 
 
 Status = Literal["verified", "unverified", "skipped", "failed", "expired"]
@@ -60,6 +67,11 @@ class FileResult:
     @property
     def ok(self) -> bool:
         return self.status in ("verified", "unverified", "skipped")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["error"] = error_dict(self.error)
+        return data
 
 
 @dataclass
@@ -85,13 +97,22 @@ class DownloadReport:
     def bytes_fetched(self) -> int:
         return sum(f.bytes_fetched for f in self.files)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            "peak_buffer_bytes": self.peak_buffer_bytes,
+            "files": [f.to_dict() for f in self.files],
+        }
+
     @property
     def exit_code(self) -> int:
         if self.failed:
-            return max(f.error.exit_code if f.error else EXIT_FAILURE for f in self.failed)
+            return max(f.error.exit_code if f.error else ExitCode.FAILURE for f in self.failed)
         if self.expired:
-            return EXIT_EXPIRED
-        return EXIT_OK
+            return ExitCode.EXPIRED
+        return ExitCode.OK
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
