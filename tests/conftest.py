@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -22,6 +24,16 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("XVIEW2_STATE_DIR", str(path))
         yield path
+
+
+@pytest.fixture()
+def seed(request: pytest.FixtureRequest) -> int:
+    """A seed for a randomised test: ``XVIEW2_TEST_SEED`` replays one; otherwise a fresh
+    one, printed (pytest shows it with the failure) so that the run can be replayed."""
+    raw = os.environ.get("XVIEW2_TEST_SEED")
+    value = int(raw) if raw else random.SystemRandom().randrange(1 << 32)
+    print(f"{request.node.nodeid}: XVIEW2_TEST_SEED={value}")
+    return value
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +71,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SynthStats]
     return root, stats
 
 
-def catalog_for(root: Path) -> Catalog:
+def true_catalog(root: Path) -> Catalog:
     """A catalog with the true size and digests of every file in ``root``."""
     entries: dict[str, object] = {}
     for p in sorted(root.iterdir()):
@@ -70,6 +82,12 @@ def catalog_for(root: Path) -> Catalog:
             "md5": hashlib.md5(data).hexdigest(),
         }
     return Catalog().with_overrides(entries)
+
+
+@pytest.fixture()
+def catalog_for() -> Callable[[Path], Catalog]:
+    """Makes a catalog with the true size and digests of every file in a folder."""
+    return true_catalog
 
 
 @pytest.fixture()

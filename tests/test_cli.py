@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import catalog_for
+import pytest
+
 from xview2_ingest.demo.server import SignedLinkServer
 
 
@@ -23,8 +25,13 @@ def xview2(*args: str, stdin: str | None = None, env: dict[str, str] | None = No
     )
 
 
-def write_catalog(root: Path, path: Path) -> Path:
-    cat = catalog_for(root)
+@pytest.fixture()
+def write_catalog(catalog_for):  # type: ignore[no-untyped-def]
+    """Writes a catalog file of the true digests of the archives in a folder."""
+    return lambda root, path: _write_catalog(catalog_for(root), root, path)
+
+
+def _write_catalog(cat, root: Path, path: Path) -> Path:  # type: ignore[no-untyped-def]
     path.write_text(
         json.dumps(
             {
@@ -37,7 +44,7 @@ def write_catalog(root: Path, path: Path) -> Path:
     return path
 
 
-def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_path: Path, write_catalog) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     links = tmp_path / "links.txt"
     links.write_text("# pasted from the download page\n" + server.links_text())
@@ -59,7 +66,7 @@ def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_
     assert again.returncode == 0 and "2 skipped" in again.stderr and "0.0 MB" in again.stderr
 
 
-def test_links_from_stdin_and_env_dest(server: SignedLinkServer, dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_links_from_stdin_and_env_dest(server: SignedLinkServer, dataset, tmp_path: Path, write_catalog) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     cat = write_catalog(root, tmp_path / "cat.json")
     run = xview2(
@@ -142,7 +149,7 @@ def test_demo_runs_the_whole_job(tmp_path: Path) -> None:
 
 
 def test_ingest_downloads_extracts_and_indexes(
-    server: SignedLinkServer, dataset, tmp_path: Path
+    server: SignedLinkServer, dataset, tmp_path: Path, write_catalog
 ) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
@@ -165,3 +172,33 @@ def test_version() -> None:
 
     proc = xview2("--version")
     assert (proc.returncode, proc.stdout.strip()) == (0, f"xview2 {__version__}")
+
+
+def catalog_commands() -> list[str]:
+    """Every subcommand whose help offers --catalog."""
+    listing = xview2("--help").stdout
+    names = re.findall(r"^    (\w+)\s", listing, flags=re.M)
+    assert {"download", "status", "extract", "ingest"} <= set(names), listing
+    return [n for n in names if "--catalog" in xview2(n, "--help").stdout]
+
+
+def test_every_command_with_catalog_refuses_a_missing_catalog_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nonexistent.json")
+    commands = catalog_commands()
+    assert {"download", "status", "extract", "ingest"} <= set(commands)
+    for command in commands:
+        run = xview2(command, "https://127.0.0.1:1/x.tar.gz", "--catalog", missing)
+        if "unrecognized arguments" in run.stderr:  # takes no URL: try without
+            run = xview2(command, "--catalog", missing, "--dest", str(tmp_path / "d"))
+        assert run.returncode == 2, (command, run.stderr)
+        assert "nonexistent.json" in run.stderr and "cannot read" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+
+
+def test_every_subcommand_has_a_description_and_the_exit_codes() -> None:
+    listing = xview2("--help").stdout
+    for name in re.findall(r"^    (\w+)\s", listing, flags=re.M):
+        text = xview2(name, "--help").stdout
+        assert "exit codes:" in text and "143" in text, name
+        usage_end = text.index("\n\n")
+        assert text[usage_end:].strip().split("\n")[0].strip(), name  # a description line

@@ -11,7 +11,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import catalog_for
 from xview2_ingest import download, status
 from xview2_ingest.catalog import Catalog
 from xview2_ingest.demo.server import Faults, SignedLinkServer
@@ -24,16 +23,14 @@ GiB = 1 << 30
 
 
 @pytest.fixture(params=["local", "s3"])
-def dest(request, tmp_path):  # type: ignore[no-untyped-def]
+def dest(request, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     """A destination of each kind: a folder, or s3://bucket/prefix on the moto server."""
     if request.param == "local":
-        yield str(tmp_path / "dest")
-        return
+        return str(tmp_path / "dest")
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = request.getfixturevalue("bucket")
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    yield f"s3://{bucket}/xview2"
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    return f"s3://{bucket}/xview2"
 
 
 def published(dest: str, name: str) -> bytes | None:
@@ -63,7 +60,7 @@ def pending_uploads(dest: str) -> int:
     return len(status(dest).pending)
 
 
-def test_lands_every_archive_verified(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+def test_lands_every_archive_verified(catalog_for, server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     names = sorted(p.name for p in root.iterdir())
     events: list[Event] = []
@@ -88,7 +85,7 @@ def test_lands_every_archive_verified(server: SignedLinkServer, dataset, dest: s
     assert pending_uploads(dest) == 0
 
 
-def test_rerun_downloads_nothing(server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+def test_rerun_downloads_nothing(catalog_for, server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     links = server.links_text().split()
     assert download(links, dest, catalog=catalog_for(root)).ok
@@ -164,7 +161,7 @@ def test_large_file_in_parallel_ranges(tmp_path: Path, dest: str) -> None:
     assert len(ranges) >= 5  # the probe and one request per part
 
 
-def test_the_signature_never_leaks(
+def test_the_signature_never_leaks(catalog_for,
     server: SignedLinkServer, dataset, dest: str, caplog, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset

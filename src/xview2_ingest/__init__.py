@@ -1,41 +1,82 @@
 """xview2-ingest: verified, resumable, parallel ingest of the xView2 (xBD) dataset.
 
-The public API mirrors the ``xview2`` command::
+The public API mirrors the ``xview2`` command, one function per command::
 
-    from xview2_ingest import download, status
-    report = download(["https://download.xview2.org/train_images_labels_targets.tar.gz?..."],
-                      "s3://bucket/xview2")
+    from xview2_ingest import build_index, dataset_stats, download, extract, ingest
+
+    report = ingest(["https://download.xview2.org/train_images_labels_targets.tar.gz?..."],
+                    "s3://bucket/xview2")
     assert report.ok, report.summary()
+
+Every function returns a report satisfying :class:`Report` (``ok``, ``exit_code``,
+``summary()``, ``to_dict()``) and reports progress through an optional callback.
 """
 
 from __future__ import annotations
 
 import logging
 
-from .api import clean, download, links_from, open_destination, status
+__version__ = "0.1.0"
+
+from .api import (
+    FreshLinks,
+    build_index,
+    clean,
+    dataset_stats,
+    demo,
+    download,
+    extract,
+    ingest,
+    open_destination,
+    status,
+)
 from .catalog import Catalog, CatalogEntry, load_catalog
 from .errors import ExitCode, XView2Error
-from .events import Event
+from .events import Event, ProgressCallback
+from .extract.report import ArchiveResult, ExtractReport
+from .index.build import IndexReport
+from .index.stats import DatasetStats
 from .links import Link, parse_links_text, read_links
-from .reports import DownloadReport, FileResult, Report
+from .reports import (
+    CleanReport,
+    DownloadReport,
+    FileResult,
+    FileStatus,
+    IngestReport,
+    Report,
+    StatusReport,
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "ArchiveResult",
     "Catalog",
     "CatalogEntry",
+    "CleanReport",
+    "DatasetStats",
     "DownloadReport",
     "Event",
     "ExitCode",
+    "ExtractReport",
     "FileResult",
+    "FileStatus",
+    "FreshLinks",
+    "IndexReport",
+    "IngestReport",
     "Link",
+    "ProgressCallback",
     "Report",
+    "StatusReport",
     "XView2Error",
+    "__version__",
+    "build_index",
     "clean",
+    "dataset_stats",
+    "demo",
     "download",
-    "links_from",
+    "extract",
+    "ingest",
     "load_catalog",
     "open_destination",
     "parse_links_text",

@@ -1,41 +1,52 @@
-"""The Python API: the same operations as the CLI, returning report objects."""
+"""The Python API: every operation of the ``xview2`` command, as a function.
+
+Each function takes plain values (the same settings as the command's flags; ``None``
+means "from ``XVIEW2_*`` or the default", see :mod:`.settings`), reports progress through
+an optional callback of :class:`~xview2_ingest.events.Event`, and returns a report that
+satisfies :class:`~xview2_ingest.reports.Report`.  A per-file failure is in the report,
+not raised; a problem with the whole request (bad settings, an unreachable destination,
+nothing to work on) raises a :class:`~xview2_ingest.errors.XView2Error`.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from collections.abc import Callable, Sequence
 
-from .catalog import Catalog, load_catalog
-from .config import DEFAULT_MEMORY_MB, dest_setting, int_setting
-from .events import ProgressCallback
+from .catalog import Catalog
+from .demo.run import served_demo
+from .errors import UsageError
+from .events import Event, ProgressCallback, no_progress
+from .extract.core import Extractor
+from .extract.report import ExtractReport
+from .index.build import IndexReport
+from .index.build import build_index as _index_labels
+from .index.stats import DatasetStats, compute_stats
 from .links import Link, read_links
 from .manifest import Manifest
-from .reports import DownloadReport
-from .stores import PendingUpload, Store, open_store
+from .reports import CleanReport, DownloadReport, FileStatus, IngestReport, StatusReport
+from .settings import (
+    CONNECTIONS,
+    MAX_CONNECTIONS,
+    MEMORY_MB,
+    dest_setting,
+    resolve_catalog,
+)
+from .stores import Store, open_store
 from .transfer.engine import TransferEngine, TransferOptions
 from .transfer.http import RetryPolicy
 
 MiB = 1 << 20
 
+FreshLinks = Callable[[list[str]], Sequence[Link | str]]
+"""Asked for fresh links when some expired: gets the file names, returns new links
+(none to stop).  The command line asks the user at a prompt."""
 
-def _catalog(catalog: Catalog | None, catalog_files: Sequence[str | os.PathLike[str]]) -> Catalog:
-    files = list(catalog_files)
-    env = os.environ.get("XVIEW2_CATALOG")
-    if not files and env:
-        files = [p for p in env.split(os.pathsep) if p]
-    base = catalog if catalog is not None else Catalog()
-    for path in files:
-        base = base.with_file(path)
-    return base
+PathLike = str | os.PathLike[str]
 
 
 def open_destination(
-    dest: str | os.PathLike[str] | None = None,
-    *,
-    endpoint_url: str | None = None,
-    max_connections: int = 32,
+    dest: PathLike | None = None, *, endpoint_url: str | None = None, max_connections: int = 32
 ) -> Store:
     """The store for ``dest`` (``XVIEW2_DEST`` or ``./data/xview2`` when None)."""
     return open_store(
@@ -43,12 +54,18 @@ def open_destination(
     )
 
 
+def _as_links(links: Sequence[Link | str]) -> list[Link]:
+    urls = [x for x in links if isinstance(x, str)]
+    given = [x for x in links if isinstance(x, Link)]
+    return (read_links(urls) if urls else []) + given
+
+
 def download(
     links: Sequence[Link | str],
-    dest: str | os.PathLike[str] | None = None,
+    dest: PathLike | None = None,
     *,
     catalog: Catalog | None = None,
-    catalog_files: Sequence[str | os.PathLike[str]] = (),
+    catalog_files: Sequence[PathLike] = (),
     connections: int | None = None,
     max_connections: int | None = None,
     memory_mb: int | None = None,
@@ -58,73 +75,57 @@ def download(
     force: bool = False,
     all_digests: bool = False,
     retry: RetryPolicy | None = None,
+    fresh_links: FreshLinks | None = None,
 ) -> DownloadReport:
     """Download every link into ``dest``, verified, resuming any unfinished transfer.
 
-    ``links`` are :class:`Link` objects or URL strings.  Never raises for a per-file
-    failure: each file's outcome is in the report (``report.exit_code`` maps it).
+    ``links`` are :class:`~xview2_ingest.links.Link` objects or URL strings.  When links
+    expire and ``fresh_links`` is given, it is asked for new ones and the same run goes
+    on with them.  Never raises for a per-file failure: each file's outcome is in the
+    report (``report.exit_code`` maps it).
     """
-    parsed = [x for x in links if isinstance(x, Link)]
-    urls = [x for x in links if isinstance(x, str)]
-    all_links = read_links(urls) + parsed if urls else parsed
     options = TransferOptions(
-        connections=int_setting(connections, "XVIEW2_CONNECTIONS", 8),
-        max_connections=int_setting(max_connections, "XVIEW2_MAX_CONNECTIONS", 32),
-        memory_budget=int_setting(memory_mb, "XVIEW2_MEMORY_MB", DEFAULT_MEMORY_MB, minimum=16)
-        * MiB,
+        connections=CONNECTIONS.resolve(connections),
+        max_connections=MAX_CONNECTIONS.resolve(max_connections),
+        memory_budget=MEMORY_MB.resolve(memory_mb) * MiB,
         part_size=part_size,
         all_digests=all_digests,
         force=force,
         retry=retry or RetryPolicy(),
     )
+    cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(
         dest, endpoint_url=endpoint_url, max_connections=options.max_connections
     )
-    engine = TransferEngine(store, _catalog(catalog, catalog_files), options, progress)
+    engine = TransferEngine(store, cat, options, progress)
     try:
-        return engine.run(all_links)
+        report = engine.run(_as_links(links))
+        while report.expired and fresh_links is not None:
+            wanted = {f.name for f in report.expired}
+            fresh = [x for x in _as_links(fresh_links(sorted(wanted))) if x.name in wanted]
+            if not fresh:
+                break
+            again = {f.name: f for f in engine.run(fresh).files}
+            report = DownloadReport(
+                [again.get(f.name, f) for f in report.files],
+                report.dest,
+                max(report.peak_buffer_bytes, engine.pool.peak),
+            )
+        return report
     finally:
         engine.close()
 
 
-FileState = Literal["verified", "unverified", "partial", "missing"]
-
-
-@dataclass
-class FileStatus:
-    name: str
-    state: FileState
-    size: int | None = None
-    bytes_done: int = 0
-    sha1: str | None = None
-    verified_at: str | None = None
-    in_catalog: bool = True
-
-
-@dataclass
-class StatusReport:
-    dest: str
-    files: list[FileStatus]
-    pending: list[PendingUpload] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "dest": self.dest,
-            "files": [asdict(f) for f in self.files],
-            "pending_uploads": [asdict(p) for p in self.pending],
-        }
-
-
 def status(
-    dest: str | os.PathLike[str] | None = None,
+    dest: PathLike | None = None,
     *,
     catalog: Catalog | None = None,
-    catalog_files: Sequence[str | os.PathLike[str]] = (),
+    catalog_files: Sequence[PathLike] = (),
     endpoint_url: str | None = None,
 ) -> StatusReport:
     """What is verified, partial or missing at ``dest``, against the catalog."""
+    cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(dest, endpoint_url=endpoint_url)
-    cat = _catalog(catalog, catalog_files)
     manifest = Manifest(store).files
     pending = store.pending_uploads()
     partial = {p.name: p for p in pending}
@@ -133,14 +134,14 @@ def status(
     out = []
     for name in names:
         record = manifest.get(name)
-        present = record is not None and store.size_of(name) == record.get("size")
-        if present and record is not None:
+        if record is not None and store.size_of(name) == record.get("size"):
+            size = record.get("size")
             out.append(
                 FileStatus(
                     name,
                     "verified" if record.get("verified") else "unverified",
-                    record.get("size"),
-                    record.get("size") or 0,
+                    size,
+                    size or 0,
                     record.get("sha1"),
                     record.get("verified_at"),
                     name in cat,
@@ -157,29 +158,188 @@ def status(
 
 
 def clean(
-    dest: str | os.PathLike[str] | None = None,
-    name: str | None = None,
+    dest: PathLike | None = None, name: str | None = None, *, endpoint_url: str | None = None
+) -> CleanReport:
+    """Discard unfinished transfers (all, or of ``name``): partial files and resume state
+    locally, unfinished uploads of this destination on object stores."""
+    store = open_destination(dest, endpoint_url=endpoint_url)
+    return CleanReport(store.url, store.discard_pending(name))
+
+
+def extract(
+    names: Sequence[str] | None = None,
+    dest: PathLike | None = None,
+    *,
+    catalog: Catalog | None = None,
+    catalog_files: Sequence[PathLike] = (),
+    endpoint_url: str | None = None,
+    progress: ProgressCallback | None = None,
+    remove_archives: bool = False,
+    assemble_geotiff: bool = False,
+    workers: int = 8,
+) -> ExtractReport:
+    """Unpack downloaded archives into ``dest`` as they are laid out (``<split>/images``,
+    ``labels``, ``targets``), safely and in one streamed pass each.
+
+    ``names``: archive file names (any GeoTIFF part stands for the whole GeoTIFF archive);
+    None extracts every archive recorded in ``DEST/manifest.json``.  The GeoTIFF parts
+    are checked as one stream against the catalog's ``xview2_geotiff.tgz`` entry (hence
+    ``catalog``/``catalog_files``); ``assemble_geotiff`` also publishes that archive;
+    ``remove_archives`` deletes each archive after its verified extraction.  Never raises
+    for a per-archive failure (see ``report.exit_code``).
+    """
+    cat = resolve_catalog(catalog, catalog_files)
+    store = open_destination(dest, endpoint_url=endpoint_url, max_connections=max(32, 2 * workers))
+    extractor = Extractor(
+        store,
+        catalog=cat,
+        progress=progress,
+        remove_archives=remove_archives,
+        assemble_geotiff=assemble_geotiff,
+        workers=workers,
+    )
+    return extractor.run(names)
+
+
+def build_index(
+    dest: PathLike | None = None,
+    *,
+    from_archives: bool = False,
+    endpoint_url: str | None = None,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> IndexReport:
+    """Index the labels at ``dest`` into ``index/images.parquet`` and
+    ``index/buildings.parquet`` (GeoParquet), from the extracted tree or, with
+    ``from_archives``, straight from the archives; ``workers`` processes parse."""
+    return _index_labels(
+        dest_setting(dest),
+        from_archives=from_archives,
+        endpoint_url=endpoint_url,
+        progress=progress,
+        workers=workers,
+    )
+
+
+def dataset_stats(
+    dest: PathLike | None = None,
     *,
     endpoint_url: str | None = None,
-) -> int:
-    """Abort unfinished uploads and drop partial files (all, or of ``name``)."""
-    return open_destination(dest, endpoint_url=endpoint_url).discard_pending(name)
+    build_if_missing: bool = False,
+    progress: ProgressCallback | None = None,
+) -> DatasetStats:
+    """Pairs and buildings per split, disaster and damage class, from the index."""
+    return compute_stats(
+        dest_setting(dest),
+        endpoint_url=endpoint_url,
+        build_if_missing=build_if_missing,
+        progress=progress,
+    )
 
 
-def links_from(
-    urls: Sequence[str] = (), links_file: str | None = None, stdin_text: str | None = None
-) -> list[Link]:
-    return read_links(urls, links_file, stdin_text)
+def ingest(
+    links: Sequence[Link | str],
+    dest: PathLike | None = None,
+    *,
+    catalog: Catalog | None = None,
+    catalog_files: Sequence[PathLike] = (),
+    connections: int | None = None,
+    max_connections: int | None = None,
+    memory_mb: int | None = None,
+    part_size: int | None = None,
+    endpoint_url: str | None = None,
+    progress: ProgressCallback | None = None,
+    force: bool = False,
+    all_digests: bool = False,
+    fresh_links: FreshLinks | None = None,
+    extract_archives: bool = True,
+    from_archives: bool = False,
+    remove_archives: bool = False,
+    assemble_geotiff: bool = False,
+    workers: int = 8,
+) -> IngestReport:
+    """Download, then extract and index what was verified: links to an indexed dataset.
+
+    Stops after the first stage that fails.  ``extract_archives=False`` stops after the
+    download; ``from_archives`` indexes the labels straight from the archives instead of
+    extracting them.
+    """
+    emit = progress or no_progress
+    report = IngestReport(dest_setting(dest))
+    emit(Event("stage", "download"))
+    fetched = download(
+        links,
+        dest,
+        connections=connections,
+        max_connections=max_connections,
+        memory_mb=memory_mb,
+        part_size=part_size,
+        progress=progress,
+        force=force,
+        all_digests=all_digests,
+        fresh_links=fresh_links,
+        catalog=catalog,
+        catalog_files=catalog_files,
+        endpoint_url=endpoint_url,
+    )
+    report.stages["download"] = fetched
+    report.dest = fetched.dest
+    if not fetched.ok or not extract_archives:
+        return report
+    if not from_archives:
+        emit(Event("stage", "extract"))
+        unpacked = extract(
+            [f.name for f in fetched.files],
+            dest,
+            progress=progress,
+            remove_archives=remove_archives,
+            assemble_geotiff=assemble_geotiff,
+            workers=workers,
+            catalog=catalog,
+            catalog_files=catalog_files,
+            endpoint_url=endpoint_url,
+        )
+        report.stages["extract"] = unpacked
+        if not unpacked.ok:
+            return report
+    emit(Event("stage", "index"))
+    report.stages["index"] = build_index(
+        dest, from_archives=from_archives, endpoint_url=endpoint_url, progress=progress
+    )
+    return report
 
 
-__all__ = [
-    "DownloadReport",
-    "FileStatus",
-    "StatusReport",
-    "clean",
-    "download",
-    "links_from",
-    "load_catalog",
-    "open_destination",
-    "status",
-]
+def demo(
+    dest: PathLike | None = None,
+    *,
+    pairs: int = 40,
+    ttl: float = 300,
+    endpoint_url: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """The whole job on a small synthetic dataset: ``pairs`` image pairs per split are
+    made, served on 127.0.0.1 behind links that expire after ``ttl`` seconds, and
+    ingested into ``dest`` with a catalog of their true digests."""
+    if pairs < 1:
+        raise UsageError(f"--pairs must be at least 1 (got {pairs})")
+    if ttl <= 0:
+        raise UsageError(f"--ttl must be positive (got {ttl})")
+    emit = progress or no_progress
+    target = dest_setting(dest)
+    with served_demo(pairs, ttl) as served:
+        emit(
+            Event(
+                "info",
+                "demo",
+                detail=f"serving {served.archives} synthetic archives on {served.base_url} "
+                f"behind links that expire in {int(ttl)}s; ingesting into {target}",
+            )
+        )
+        return ingest(
+            served.links,
+            target,
+            catalog_files=[served.catalog],
+            endpoint_url=endpoint_url,
+            progress=progress,
+            force=True,
+        )

@@ -130,3 +130,104 @@ class DownloadReport:
 
 def failure_of(error: XView2Error) -> Status:
     return "expired" if isinstance(error, LinkExpiredError) else "failed"
+
+
+FileState = Literal["verified", "unverified", "partial", "missing"]
+
+
+@dataclass
+class FileStatus:
+    """One file at a destination, as :func:`~xview2_ingest.status` sees it."""
+
+    name: str
+    state: FileState
+    size: int | None = None
+    bytes_done: int = 0
+    sha1: str | None = None
+    verified_at: str | None = None
+    in_catalog: bool = True
+
+
+@dataclass
+class StatusReport:
+    """What is verified, partial or missing at a destination."""
+
+    dest: str
+    files: list[FileStatus]
+    pending: list[Any] = field(default_factory=list)
+    """:class:`~xview2_ingest.stores.PendingUpload` entries: unfinished transfers."""
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for f in self.files:
+            counts[f.state] = counts.get(f.state, 0) + 1
+        parts = ", ".join(f"{n} {state}" for state, n in counts.items())
+        return f"{len(self.files)} file(s) at {self.dest}: {parts or 'none'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "files": [asdict(f) for f in self.files],
+            "pending_uploads": [asdict(p) for p in self.pending],
+        }
+
+
+@dataclass
+class CleanReport:
+    """What :func:`~xview2_ingest.clean` discarded."""
+
+    dest: str
+    discarded: int
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK
+
+    def summary(self) -> str:
+        return f"discarded {self.discarded} unfinished transfer(s) at {self.dest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dest": self.dest, "discarded": self.discarded}
+
+
+@dataclass
+class IngestReport:
+    """The stages of :func:`~xview2_ingest.ingest`, each with its own report; a stage
+    that did not run (an earlier one failed, or it was not asked for) is None."""
+
+    dest: str
+    stages: dict[str, Report | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.stages.values() if r is not None)
+
+    @property
+    def exit_code(self) -> int:
+        for report in self.stages.values():
+            if report is not None and report.exit_code != ExitCode.OK:
+                return report.exit_code
+        return ExitCode.OK
+
+    def summary(self) -> str:
+        return "\n".join(r.summary() for r in self.stages.values() if r is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            **{k: (r.to_dict() if r is not None else None) for k, r in self.stages.items()},
+        }

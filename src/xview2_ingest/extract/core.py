@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
-from ..config import dest_setting
 from ..errors import DestinationError, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..manifest import MANIFEST, Manifest
+from ..settings import dest_setting
 from ..stores import Store, open_store
 from . import records
 from .errors import ArchiveChecksumError, ArchiveNotDownloadedError, UnsafeMemberError

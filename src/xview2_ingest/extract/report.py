@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from ..errors import ExitCode, XView2Error
+from ..reports import error_dict
 
 ExtractStatus = Literal["extracted", "skipped", "failed"]
 
@@ -38,6 +39,11 @@ class ArchiveResult:
     def ok(self) -> bool:
         return self.status != "failed"
 
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["error"] = error_dict(self.error)
+        return data
+
 
 @dataclass
 class ExtractReport:
@@ -51,6 +57,14 @@ class ExtractReport:
     @property
     def failed(self) -> list[ArchiveResult]:
         return [a for a in self.archives if a.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            "archives": [a.to_dict() for a in self.archives],
+        }
 
     @property
     def members_written(self) -> int:

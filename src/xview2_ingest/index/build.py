@@ -33,9 +33,9 @@ from typing import IO, Any, Literal, cast
 
 import pyarrow as pa
 
-from ..config import dest_setting
 from ..errors import DestinationError, ExitCode, XView2Error
 from ..events import Event, ProgressCallback, no_progress
+from ..settings import dest_setting
 from ..stores import LocalStore, Store, open_store
 from . import tables
 from .labels import ARCHIVES, GEOTIFF_TIERS, SPLITS, is_label_path

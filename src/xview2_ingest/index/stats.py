@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import dest_setting
-from ..errors import XView2Error
+from ..errors import ExitCode, XView2Error
 from ..events import ProgressCallback
+from ..settings import dest_setting
 from ..stores import Store, open_store
 from .build import IMAGES_FILE, build_index
 from .labels import COUNT_COLUMNS, DAMAGE_CLASSES, SPLITS
@@ -92,6 +92,21 @@ class DatasetStats:
     layout: str
     groups: list[GroupStats]
     """One entry per (split, disaster) present, in split then disaster order."""
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK
+
+    def summary(self) -> str:
+        total = self.total()
+        return (
+            f"{total.pairs:,} pairs, {total.buildings_post:,} post-disaster buildings in "
+            f"{len(self.splits)} split(s) and {len(self.disasters)} disaster(s) at {self.dest}"
+        )
 
     # ------------------------------------------------------------------ aggregates
     @property

@@ -17,22 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
+from ..settings import state_dir
 from .local import atomic_write, load_json
 
 log = logging.getLogger(__name__)
-
-
-def state_dir() -> Path:
-    """Where local copies of resume state live (see the module's doc)."""
-    explicit = os.environ.get("XVIEW2_STATE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join("~", ".local", "state")
-    return Path(base).expanduser() / "xview2-ingest"
 
 
 class LocalStateCopy:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import Catalog, CatalogEntry
-from ..config import DEFAULT_MEMORY_MB
 from ..errors import (
     ChecksumMismatchError,
     ContentError,
@@ -42,6 +41,7 @@ from ..events import Event, ProgressCallback, no_progress
 from ..links import Link
 from ..manifest import Manifest
 from ..reports import DownloadReport, FileResult, failure_of
+from ..settings import DEFAULT_MEMORY_MB
 from ..stores import Store, Upload
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream

@@ -1,0 +1,118 @@
+"""Settings, read in one place: explicit values (flags) first, then ``XVIEW2_*``
+environment variables, then defaults.
+
+| setting             | flag                  | environment              | default          |
+|---------------------|-----------------------|--------------------------|------------------|
+| destination         | ``--dest``            | ``XVIEW2_DEST``          | ./data/xview2    |
+| connections/file    | ``--connections``     | ``XVIEW2_CONNECTIONS``   | 8                |
+| connections, all    | ``--max-connections`` | ``XVIEW2_MAX_CONNECTIONS``| 32              |
+| memory budget (MB)  | ``--memory-mb``       | ``XVIEW2_MEMORY_MB``     | 160              |
+| catalog files       | ``--catalog``         | ``XVIEW2_CATALOG`` (: )  | built-in only    |
+| resume-state copies |                       | ``XVIEW2_STATE_DIR``     | see state_dir()  |
+
+Each service's own conventions are left to its library: the AWS credential chain and
+``AWS_ENDPOINT_URL`` (boto3), and so on.  Errors name the setting as the user gave it
+(``--connections`` or ``XVIEW2_CONNECTIONS``), never an internal variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .catalog import Catalog
+from .errors import UsageError
+
+DEFAULT_DEST = "./data/xview2"
+DEFAULT_CONNECTIONS = 8
+DEFAULT_MAX_CONNECTIONS = 32
+DEFAULT_MEMORY_MB = 160
+"""Room for 16 MiB parts on 8 connections plus the reorder window (10 buffers)."""
+MIN_MEMORY_MB = 16
+MAX_CONNECTIONS_LIMIT = 256
+"""More connections than this is a mistake, not a setting."""
+
+
+@dataclass(frozen=True)
+class IntSetting:
+    """A whole-number setting: its flag, its variable, its default and its bounds."""
+
+    flag: str
+    env: str
+    default: int
+    minimum: int = 1
+    maximum: int | None = None
+
+    def resolve(self, value: int | None) -> int:
+        source = self.flag
+        if value is None:
+            raw = os.environ.get(self.env)
+            if not raw:
+                return self.default
+            source = self.env
+            try:
+                value = int(raw)
+            except ValueError:
+                raise UsageError(f"{self.env}={raw!r} is not a whole number") from None
+        if value < self.minimum:
+            raise UsageError(f"{source} must be at least {self.minimum} (got {value})")
+        if self.maximum is not None and value > self.maximum:
+            raise UsageError(f"{source} must be at most {self.maximum} (got {value})")
+        return value
+
+
+CONNECTIONS = IntSetting(
+    "--connections", "XVIEW2_CONNECTIONS", DEFAULT_CONNECTIONS, maximum=MAX_CONNECTIONS_LIMIT
+)
+MAX_CONNECTIONS = IntSetting(
+    "--max-connections",
+    "XVIEW2_MAX_CONNECTIONS",
+    DEFAULT_MAX_CONNECTIONS,
+    maximum=MAX_CONNECTIONS_LIMIT,
+)
+MEMORY_MB = IntSetting("--memory-mb", "XVIEW2_MEMORY_MB", DEFAULT_MEMORY_MB, MIN_MEMORY_MB)
+
+
+def dest_setting(dest: str | os.PathLike[str] | None) -> str:
+    """The destination: ``dest``, else ``XVIEW2_DEST``, else ``./data/xview2``."""
+    if dest is not None:
+        text = os.fspath(dest)
+        if not text:
+            raise UsageError("--dest is empty")
+        return text
+    return os.environ.get("XVIEW2_DEST") or DEFAULT_DEST
+
+
+def catalog_files(files: Sequence[str | os.PathLike[str]] = ()) -> list[str]:
+    """Catalog files: those given, else the ``:``-separated ``XVIEW2_CATALOG``."""
+    if files:
+        return [os.fspath(f) for f in files]
+    env = os.environ.get("XVIEW2_CATALOG", "")
+    return [p for p in env.split(os.pathsep) if p]
+
+
+def resolve_catalog(
+    catalog: Catalog | None = None, files: Sequence[str | os.PathLike[str]] = ()
+) -> Catalog:
+    """The one catalog assembly every command uses: ``catalog`` (default: the built-in
+    one) extended by the catalog files (``--catalog``, else ``XVIEW2_CATALOG``).
+
+    A file that cannot be read or parsed is a :class:`~xview2_ingest.errors.CatalogError`
+    (exit 2), whichever command asked.
+    """
+    base = catalog if catalog is not None else Catalog()
+    for path in catalog_files(files):
+        base = base.with_file(path)
+    return base
+
+
+def state_dir() -> Path:
+    """Where local copies of remote resume state live: ``XVIEW2_STATE_DIR``, else
+    ``$XDG_STATE_HOME/xview2-ingest``, else ``~/.local/state/xview2-ingest``."""
+    explicit = os.environ.get("XVIEW2_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join("~", ".local", "state")
+    return Path(base).expanduser() / "xview2-ingest"
