@@ -29,6 +29,7 @@ from .settings import (
     CONNECTIONS,
     MAX_CONNECTIONS,
     MEMORY_MB,
+    ca_bundle_setting,
     dest_setting,
     resolve_catalog,
 )
@@ -76,22 +77,26 @@ def download(
     all_digests: bool = False,
     retry: RetryPolicy | None = None,
     fresh_links: FreshLinks | None = None,
+    ca_bundle: PathLike | None = None,
 ) -> DownloadReport:
     """Download every link into ``dest``, verified, resuming any unfinished transfer.
 
     ``links`` are :class:`~xview2_ingest.links.Link` objects or URL strings.  When links
     expire and ``fresh_links`` is given, it is asked for new ones and the same run goes
     on with them.  Never raises for a per-file failure: each file's outcome is in the
-    report (``report.exit_code`` maps it).
+    report (``report.exit_code`` maps it).  ``connections`` None tunes each file's count
+    while it runs; ``ca_bundle`` is a PEM file of CA certificates for HTTPS links (see
+    :func:`~xview2_ingest.settings.ca_bundle_setting`).
     """
     options = TransferOptions(
-        connections=CONNECTIONS.resolve(connections),
+        connections=CONNECTIONS.resolve_optional(connections),
         max_connections=MAX_CONNECTIONS.resolve(max_connections),
         memory_budget=MEMORY_MB.resolve(memory_mb) * MiB,
         part_size=part_size,
         all_digests=all_digests,
         force=force,
         retry=retry or RetryPolicy(),
+        ca_bundle=ca_bundle_setting(ca_bundle),
     )
     cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(
@@ -252,6 +257,7 @@ def ingest(
     force: bool = False,
     all_digests: bool = False,
     fresh_links: FreshLinks | None = None,
+    ca_bundle: PathLike | None = None,
     extract_archives: bool = True,
     from_archives: bool = False,
     remove_archives: bool = False,
@@ -278,6 +284,7 @@ def ingest(
         force=force,
         all_digests=all_digests,
         fresh_links=fresh_links,
+        ca_bundle=ca_bundle,
         catalog=catalog,
         catalog_files=catalog_files,
         endpoint_url=endpoint_url,

@@ -11,7 +11,6 @@ from typing import Any
 from xview2_ingest import Link, read_links
 from xview2_ingest.errors import EXIT_CODES_HELP, UsageError
 from xview2_ingest.settings import (
-    DEFAULT_CONNECTIONS,
     DEFAULT_DEST,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MEMORY_MB,
@@ -66,7 +65,8 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--connections",
         type=int,
-        help=f"ranged connections per file (default: $XVIEW2_CONNECTIONS or {DEFAULT_CONNECTIONS})",
+        help="ranged connections per file (default: $XVIEW2_CONNECTIONS, else tuned per file: "
+        "more while the rate keeps rising, within --max-connections and the memory budget)",
     )
     p.add_argument(
         "--max-connections",
@@ -85,6 +85,12 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         help="size of each ranged request and upload part, in MiB (default: 4 local, up to "
         "16 S3, smaller when the memory budget must hold a part for every connection; grown "
         "to fit the store's part limit; a resumed upload keeps its own)",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of CA certificates for HTTPS links (default: $XVIEW2_CA_BUNDLE, "
+        "$REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE, $SSL_CERT_FILE, else the system's)",
     )
     p.add_argument("--force", action="store_true", help="download even if already verified")
     p.add_argument(
@@ -139,6 +145,7 @@ def download_settings(args: argparse.Namespace) -> dict[str, Any]:
         "memory_mb": args.memory_mb,
         "part_size": part_size_of(args),
         "endpoint_url": args.endpoint_url,
+        "ca_bundle": args.ca_bundle,
         "force": args.force,
         "all_digests": args.all_digests,
     }

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -90,6 +91,7 @@ class SignedLinkServer:
         secret: bytes = b"xview2-demo-secret",
         faults: Faults | None = None,
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         self.root = Path(root)
         self.ttl = ttl
@@ -97,8 +99,14 @@ class SignedLinkServer:
         self.faults = faults or Faults()
         self._lock = threading.Lock()
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self._app, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1",
+            port,
+            self._app,
+            threaded=True,
+            request_handler=_QuietHandler,
+            ssl_context=ssl_context,
         )
+        self._scheme = "https" if ssl_context is not None else "http"
         self._thread: threading.Thread | None = None
         self.requests: list[tuple[str, str | None]] = []
         """(path, Range header) of every file request, for tests."""
@@ -108,7 +116,7 @@ class SignedLinkServer:
     # -- links -------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_port}"
 
     def _signature(self, path: str, expires: int) -> str:
         mac = hmac.new(self.secret, f"{path}:{expires}".encode(), hashlib.sha256).digest()

@@ -3,19 +3,21 @@
 Path of the bytes for one file::
 
     probe ─► plan parts ─► open (or resume) the store's upload
-       ─► for each part, in order, as memory allows: fetch its range into a pooled buffer
-          (N connections per file, a global cap) ─► store.write_part(i)
+       ─► lanes (one connection each; pinned or tuned per file, a global cap) claim spans
+          of consecutive parts in index order and stream each span from one ranged
+          response into pooled part buffers (:mod:`.spans`) ─► store.write_part(i)
        ─► digest the parts strictly in order (the reorder window is the buffer pool)
        ─► checkpoint {digest state, parts hashed} through the upload, written off the
           digest's path by one writer per file that always takes the newest state
        ─► all parts hashed: compare with the catalog ─► publish, or abort on mismatch
 
 Memory is bounded by :class:`BufferPool`: a part holds its buffer from the moment its
-fetch starts until the digest has consumed it, and no fetch starts without one.  Parts are
-started in index order, so the lowest unhashed part is always in flight and the pool can
-never deadlock.  The budget does not grow with file size; the part size is chosen so the
-budget holds a part for every connection plus a small reorder window (see
-:func:`plan_part_size`), and grows only to stay under the store's part-count limit.
+fetch starts until the digest has consumed it, and no fetch starts without one.  Any part
+but the lowest one without a buffer must leave a part's worth of the budget free, so the
+digest's next part can always be fetched and the pool can never deadlock.  The budget
+does not grow with file size; the part size is chosen so the budget holds a part for
+every connection plus a small reorder window (see :func:`plan_part_size`), and grows only
+to stay under the store's part-count limit.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..settings import DEFAULT_MEMORY_MB
 from ..stores import Store, Upload
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
+from .spans import SpanFetcher
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,9 @@ ALIGN = 64 * 1024
 
 @dataclass(frozen=True)
 class TransferOptions:
-    connections: int = 8
-    """Parallel ranged connections per file."""
+    connections: int | None = None
+    """Parallel ranged connections per file; None: tuned per file by measuring
+    (:mod:`.tuning`)."""
     max_connections: int = 32
     """Cap on connections across all files."""
     memory_budget: int = DEFAULT_MEMORY_MB * MiB
@@ -70,7 +74,12 @@ class TransferOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     """Download again even when the destination already holds the verified file."""
+    ca_bundle: str | None = None
+    """PEM file of CA certificates for HTTPS links; None: the system's."""
 
+
+PLANNED_CONNECTIONS = 16
+"""Connections a part size is planned for when the count is tuned while running."""
 
 Buffer = mmap.mmap | bytearray
 
@@ -95,9 +104,18 @@ class BufferPool:
     def _cached_bytes(self) -> int:
         return sum(len(b) for b in self._cached)
 
-    def acquire(self, size: int, cancelled: Callable[[], bool]) -> Buffer | None:
+    def acquire(
+        self,
+        size: int,
+        cancelled: Callable[[], bool],
+        keep_free: Callable[[], int] | None = None,
+    ) -> Buffer | None:
+        """A buffer of ``size`` once the budget allows, leaving ``keep_free()`` bytes of
+        it unused (asked again at every wake); None if ``cancelled()`` first."""
         with self._cond:
-            while self._used and self._used + size > self.budget:
+            while self._used and self._used + size + (keep_free() if keep_free else 0) > (
+                self.budget
+            ):
                 if cancelled():
                     return None
                 self._cond.wait(0.2)
@@ -132,7 +150,8 @@ def plan_part_size(size: int, store: Store, options: TransferOptions | None = No
     options = options or TransferOptions()
     part = options.part_size
     if not part:
-        buffers = options.connections + max(2, options.connections // 4)
+        conns = options.connections or PLANNED_CONNECTIONS
+        buffers = conns + max(2, conns // 4)
         part = min(store.default_part_size, options.memory_budget // buffers // ALIGN * ALIGN)
     need = math.ceil(size / store.max_parts) if size else 0
     part = max(store.min_part_size, part, need)
@@ -255,7 +274,7 @@ class FileTransfer:
         self._emit("started", done=resumed, total=size)
         try:
             if remote.ranges:
-                self._fetch_ranges(range(self.hashed, nparts), done)
+                SpanFetcher(self, range(self.hashed, nparts), done).run()
             else:
                 self._fetch_stream(range(self.hashed, nparts), done)
         finally:
@@ -289,64 +308,6 @@ class FileTransfer:
             )
         self.digests = {a: Digest(a) for a in algos}
         self.hashed = 0
-
-    def _fetch_ranges(self, indices: Sequence[int], done: set[int]) -> None:
-        engine = self.engine
-        slots = threading.Semaphore(engine.options.connections)
-        futures: list[Future[None]] = []
-        for index in indices:
-            buf = engine.pool.acquire(self._part_len(index), self._cancelled)
-            if buf is None:
-                break
-            if not _acquire(slots, self._cancelled) or not _acquire(
-                engine.connections, self._cancelled
-            ):
-                engine.pool.release(buf)
-                break
-            futures.append(engine.executor.submit(self._part, index, buf, index in done, slots))
-        for future in futures:
-            future.result()
-
-    def _part(self, index: int, buf: Buffer, done: bool, slots: threading.Semaphore) -> None:
-        assert self.upload is not None and self.remote is not None
-        view = memoryview(buf)[: self._part_len(index)]
-        released = False
-
-        def release_connection() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.engine.connections.release()
-                slots.release()
-
-        try:
-            if self._cancelled():
-                raise _Skip
-            if not (done and self.upload.read_part(index, view)):
-                self.engine.http.fetch(
-                    self.link,
-                    self.remote,
-                    index * self.part_size,
-                    view,
-                    self._on_bytes,
-                    self._on_retry,
-                )
-                release_connection()
-                if not done:
-                    self.upload.write_part(index, view)
-            release_connection()
-            self._complete(index, buf, view)
-        except _Skip:
-            self.engine.pool.release(buf)
-        except XView2Error as exc:
-            self._fail(exc)
-            self.engine.pool.release(buf)
-        except Exception as exc:
-            log.exception("part %d of %s", index, self.name)
-            self._fail(XView2Error(f"unexpected error in part {index}: {exc!r}", file=self.name))
-            self.engine.pool.release(buf)
-        finally:
-            release_connection()
 
     def _fetch_stream(self, indices: Sequence[int], done: set[int]) -> None:
         assert self.upload is not None
@@ -467,17 +428,6 @@ class FileTransfer:
         self._emit("published", total=size, detail=self.result.status)
 
 
-class _Skip(Exception):
-    pass
-
-
-def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:
-    while not sem.acquire(timeout=0.2):
-        if cancelled():
-            return False
-    return True
-
-
 class TransferEngine:
     """Runs a set of links against one store; reusable across calls (fresh links)."""
 
@@ -494,7 +444,9 @@ class TransferEngine:
         self.stopping = threading.Event()
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
-        self.http = HttpClient(self.options.max_connections, self.options.retry)
+        self.http = HttpClient(
+            self.options.max_connections, self.options.retry, ca_bundle=self.options.ca_bundle
+        )
         self.connections = threading.Semaphore(self.options.max_connections)
         self.executor = ThreadPoolExecutor(
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"

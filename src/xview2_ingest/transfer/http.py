@@ -28,6 +28,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import ContentError, LinkError, LinkExpiredError, ServerError
 from ..links import Link
+from . import tls
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,21 @@ def _refusal(link: Link, status: int, body: bytes) -> Exception:
 
 
 class HttpClient:
-    def __init__(self, max_connections: int = 32, policy: RetryPolicy | None = None):
+    def __init__(
+        self,
+        max_connections: int = 32,
+        policy: RetryPolicy | None = None,
+        *,
+        ca_bundle: str | None = None,
+    ):
         self.policy = policy or RetryPolicy()
+        self.ca_bundle = ca_bundle
         self._pool = urllib3.PoolManager(
-            num_pools=64, maxsize=max(4, max_connections), block=False, retries=False
+            num_pools=64,
+            maxsize=max(4, max_connections),
+            block=False,
+            retries=False,
+            **tls.pool_options(ca_bundle),
         )
         self._timeout = urllib3.Timeout(
             connect=self.policy.connect_timeout, read=self.policy.stall_timeout
@@ -158,6 +170,8 @@ class HttpClient:
                 timeout=self._timeout,
             )
         except Urllib3Error as exc:
+            if isinstance(exc, urllib3.exceptions.SSLError) and tls.is_verification_failure(exc):
+                raise tls.tls_failure(link, exc, self.ca_bundle) from None
             raise TransientError(f"connection failed: {type(exc).__name__}") from None
 
     def _check_status(self, link: Link, resp: urllib3.BaseHTTPResponse) -> None:
