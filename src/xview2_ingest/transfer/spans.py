@@ -304,7 +304,7 @@ class SpanFetcher:
         stream = SpanStream(self.engine.http, ft.link, ft.remote)  # type: ignore[arg-type]
         try:
             while not ft._cancelled():
-                span = self.plan.claim(len(self._threads))
+                span = self.plan.claim(self.tuner.ceiling)  # room for lanes still to come
                 if span is None:
                     return
                 self._run_span(span, stream)
