@@ -185,6 +185,16 @@ class WanProxy:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
+    def cpu_seconds(self) -> float:
+        """The proxy's CPU time so far (user + system), from /proc."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def url(self, url: str) -> str:
         """``url`` (on 127.0.0.1 at the upstream port) rewritten to go through the proxy."""
         return url.replace(f"{HOST}:{self.upstream_port}", f"{HOST}:{self.port}", 1)

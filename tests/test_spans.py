@@ -116,9 +116,7 @@ def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("resets", [1, 5])
-def test_resets_mid_span_give_a_byte_identical_file(
-    tmp_path: Path, seed: int, resets: int
-) -> None:
+def test_resets_mid_span_give_a_byte_identical_file(tmp_path: Path, seed: int, resets: int) -> None:
     root, data, catalog = _serve(tmp_path, 6 * MiB, seed)
     cut = random.Random(seed).randrange(PART // 2, 3 * PART)  # past the first part
     with SignedLinkServer(root, faults=Faults(reset_after=cut, reset_count=resets + 1)) as srv:

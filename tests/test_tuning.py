@@ -81,9 +81,7 @@ class Concurrency:
         srv._body = counted  # type: ignore[method-assign]
 
 
-def _run(
-    tmp_path: Path, seed: int, **kw: object
-) -> tuple[list[Event], Concurrency, bytes, int]:
+def _run(tmp_path: Path, seed: int, **kw: object) -> tuple[list[Event], Concurrency, bytes, int]:
     size = 32 * MiB
     root = tmp_path / "src"
     root.mkdir()
@@ -129,9 +127,7 @@ def test_tuning_stays_within_max_connections(tmp_path: Path, seed: int) -> None:
 
 
 @pytest.mark.parametrize("memory_mb", [16, 20])
-def test_tuning_stays_within_the_memory_budget(
-    tmp_path: Path, seed: int, memory_mb: int
-) -> None:
+def test_tuning_stays_within_the_memory_budget(tmp_path: Path, seed: int, memory_mb: int) -> None:
     part = 4 * MiB
     events, seen, _, peak = _run(tmp_path, seed, memory_mb=memory_mb, part_size=part)
     feedable = memory_mb * MiB // part - 1

@@ -29,22 +29,46 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import urllib3
 
 from ..errors import XView2Error
 from ..links import Link
+from ..reports import FileResult
+from ..stores import Upload
 from .http import HttpClient, PartialRead, Remote
 from .tuning import ConnectionTuner
 
-if TYPE_CHECKING:
-    from .engine import Buffer, FileTransfer
+Buffer = mmap.mmap | bytearray
+
+
+class FileTransfer(Protocol):
+    """What the lanes need of the file they work for (``engine.FileTransfer``)."""
+
+    name: str
+    link: Link
+    remote: Remote | None
+    upload: Upload | None
+    part_size: int
+    hashed: int
+    result: FileResult
+    engine: Any
+
+    def _part_len(self, index: int) -> int: ...
+    def _complete(self, index: int, buf: Buffer, view: memoryview) -> None: ...
+    def _on_bytes(self, n: int) -> None: ...
+    def _on_retry(self, detail: str) -> None: ...
+    def _cancelled(self) -> bool: ...
+    def _fail(self, error: XView2Error) -> None: ...
+    def _emit(self, kind: Any, **kw: Any) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
