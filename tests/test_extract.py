@@ -17,6 +17,7 @@ from typing import IO, cast
 
 import pytest
 
+from xview2_ingest.archive import tarstream
 from xview2_ingest.catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
 from xview2_ingest.demo.synth import ARCHIVE_NAMES, SynthStats, make_split_archive
 from xview2_ingest.errors import ExitCode, UsageError
@@ -29,7 +30,6 @@ from xview2_ingest.extract import (
     UnsafeArchiveError,
     UnsafeMemberError,
     extract,
-    tarstream,
 )
 from xview2_ingest.extract.records import RECORD_DIR
 from xview2_ingest.extract.safety import safe_name

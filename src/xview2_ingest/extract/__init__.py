@@ -7,6 +7,7 @@ assert report.ok, report.summary()
 
 from __future__ import annotations
 
+from ..archive.decode import DECODER
 from .core import Extractor, extract, is_archive
 from .errors import (
     ArchiveChecksumError,
@@ -16,7 +17,6 @@ from .errors import (
     UnsafeMemberError,
 )
 from .report import ArchiveResult, ExtractReport
-from .tarstream import DECODER
 
 __all__ = [
     "DECODER",

@@ -19,19 +19,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..archive.decode import open_decoded
+from ..archive.tarstream import TarStream
 from ..catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
 from ..config import dest_setting
 from ..errors import DestinationError, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..manifest import MANIFEST, Manifest
-from ..stores import Store, open_store
+from ..stores import Composer, Store, open_store
 from . import records
-from .errors import ArchiveChecksumError, ArchiveNotDownloadedError, UnsafeMemberError
+from .errors import (
+    CORRUPT_HINT,
+    REFUSED_HINT,
+    ArchiveChecksumError,
+    ArchiveNotDownloadedError,
+    UnsafeMemberError,
+)
 from .report import ArchiveResult, ExtractReport
 from .safety import safe_name
 from .sinks import Sink, WriterPool, missing_members, sink_for
 from .source import ChainedSource
-from .tarstream import TarStream, open_decoded
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +278,7 @@ class Extractor:
         present: dict[str, dict[str, int]] = {}
         try:
             source.start()
-            tar = TarStream(open_decoded(source, source.head()), archive)
+            tar = TarStream(open_decoded(source, source.head()), archive, hint=CORRUPT_HINT)
             while (member := tar.next_member()) is not None:
                 report_bytes()
                 pool.check()
@@ -306,9 +313,11 @@ class Extractor:
             tar.drain()
             digests = source.finish()
             report_bytes(at_least=1)
-        except UnsafeMemberError:
+        except UnsafeMemberError as exc:
             self._roll_back(pool, sink, written)
-            raise
+            raise UnsafeMemberError(
+                exc.archive, exc.member, exc.reason, hint=REFUSED_HINT
+            ) from None
         finally:
             pool.close()
             source.close()
@@ -359,12 +368,18 @@ class Extractor:
                 "cannot assemble: not all six parts are at the destination",
                 file=GEOTIFF_ARCHIVE,
             )
-        compose = getattr(self.store, "compose", None)
-        if compose is None:
-            raise DestinationError(f"{self.store.url} cannot assemble files", file=GEOTIFF_ARCHIVE)
+        if not isinstance(self.store, Composer):
+            raise DestinationError(
+                f"cannot assemble the six parts at {self.store.url}: this store has no "
+                "Composer capability (joining files without reading them through this "
+                "process); the extraction itself is complete and the parts are kept",
+                file=GEOTIFF_ARCHIVE,
+                hint="run `xview2 extract` without --assemble-geotiff: the extracted files "
+                "and the six parts are in place",
+            )
         self._emit("stage", "assemble", detail=GEOTIFF_ARCHIVE)
         parts = tuple(GEOTIFF_PART_NAMES)
-        size = compose(GEOTIFF_ARCHIVE, parts, workers=self.workers)
+        size = self.store.compose(GEOTIFF_ARCHIVE, parts, workers=self.workers)
         expected = sum(self.store.size_of(p) or 0 for p in parts)
         if size != expected:
             raise DestinationError(
