@@ -279,7 +279,9 @@ class TarStream:
         """The next member, or None at the end-of-archive marker (or a clean end)."""
         if self.ended:
             return None
-        self.skip_data()
+        # what is left of the current member's data: tarfile reads past it in next(),
+        # in READ_SIZE reads through _Input (no copy handed over, truncation detected)
+        self._remaining = 0
         self._data = None
         try:
             if self._tar is None:  # opening reads the first header
