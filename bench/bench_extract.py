@@ -19,8 +19,9 @@ One command::
    threads (best of several thread counts) of byte strings already in memory, with the
    sizes and names of the members.  Both are separate processes.
 
-Prints the tables and writes them to ``docs/benchmarks-extract.md``.  Only 127.0.0.1 is
-used.
+Prints the tables and writes them to ``docs/benchmarks-extract.md``, keeping that file's
+last section, "Design notes and measurements", which is written by hand.  Only 127.0.0.1
+is used.
 """
 
 from __future__ import annotations
@@ -111,6 +112,16 @@ def measured(label: str, argv: list[str], env: dict[str, str] | None = None) -> 
         print(text[-3000:], file=sys.stderr)
         raise SystemExit(f"{label} failed with exit code {proc.returncode}")
     return run
+
+
+NOTES = "## Design notes and measurements"
+
+
+def keep_notes(doc: Path, generated: str) -> str:
+    """``generated`` followed by the hand-written notes of the report already at ``doc``."""
+    old = doc.read_text() if doc.exists() else ""
+    at = old.find(NOTES)
+    return generated.rstrip("\n") + "\n\n" + old[at:] if at >= 0 else generated
 
 
 def settle() -> None:
@@ -479,7 +490,7 @@ def main() -> None:
         ]
     text = "\n".join(lines) + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    DOC.write_text(keep_notes(DOC, text))
     print("\n" + text)
     print(f"written to {DOC.relative_to(REPO)}")
     ratio = ours_best.seconds / tar_best.seconds
