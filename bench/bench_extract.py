@@ -19,8 +19,9 @@ One command::
    threads (best of several thread counts) of byte strings already in memory, with the
    sizes and names of the members.  Both are separate processes.
 
-Prints the tables and writes them to ``docs/benchmarks-extract.md``.  Only 127.0.0.1 is
-used.
+Prints the tables and writes them to ``docs/benchmarks-extract.md``, keeping that file's
+last section, "Design notes and measurements", which is written by hand.  Only 127.0.0.1
+is used.
 """
 
 from __future__ import annotations
@@ -113,6 +114,16 @@ def measured(label: str, argv: list[str], env: dict[str, str] | None = None) -> 
     return run
 
 
+NOTES = "## Design notes and measurements"
+
+
+def keep_notes(doc: Path, generated: str) -> str:
+    """``generated`` followed by the hand-written notes of the report already at ``doc``."""
+    old = doc.read_text() if doc.exists() else ""
+    at = old.find(NOTES)
+    return generated.rstrip("\n") + "\n\n" + old[at:] if at >= 0 else generated
+
+
 def settle() -> None:
     os.sync()
     time.sleep(0.5)
@@ -189,7 +200,8 @@ def decoders(archive: Path) -> list[tuple[str, Run, int]]:
 # -- local -------------------------------------------------------------------------------
 OURS_LOCAL = r"""
 import sys
-from xview2_ingest.extract import extract, DECODER
+from xview2_ingest import extract
+from xview2_ingest.extract import DECODER
 report = extract([sys.argv[2]], sys.argv[1], workers=int(sys.argv[3]))
 print(DECODER, report.summary())
 sys.exit(report.exit_code)
@@ -275,7 +287,7 @@ print(f"{time.perf_counter() - started:.3f}")
 
 OURS_S3 = r"""
 import sys
-from xview2_ingest.extract import extract
+from xview2_ingest import extract
 report = extract([sys.argv[3]], sys.argv[2], endpoint_url=sys.argv[1], workers=int(sys.argv[4]))
 print(report.summary())
 sys.exit(report.exit_code)
@@ -479,7 +491,7 @@ def main() -> None:
         ]
     text = "\n".join(lines) + "\n"
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    DOC.write_text(keep_notes(DOC, text))
     print("\n" + text)
     print(f"written to {DOC.relative_to(REPO)}")
     ratio = ours_best.seconds / tar_best.seconds

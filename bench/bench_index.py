@@ -2,6 +2,8 @@
 
     python bench/bench_index.py                      # full scale, writes docs/benchmarks-index.md
     python bench/bench_index.py --scale 0.1 --no-doc # a quick look
+    python bench/bench_index.py --pax-bomb           # memory of `index --from-archives`
+                                                     # refusing a hostile archive
 
 Generates (once, cached in a temporary folder) a label-only tree at the real scale of
 the challenge data: 22,068 label files, about 425,000 buildings per phase, every polygon
@@ -16,6 +18,15 @@ each, alternating, and reports median times, ratios and peak memory:
   process, of itself and of its reaped worker processes), and the peak of the summed RSS
   of the whole process tree (parent plus its workers), sampled from ``/proc`` every 25 ms
   (RSS) and every 250 ms (PSS, which splits shared pages between processes).
+
+``--pax-bomb`` instead writes a gzip of about 1 MB holding one 1 GiB pax header (the
+archive the reader must refuse without reading it) and runs ``xview2 index
+--from-archives`` on it under GNU ``time -v``: exit status, message and peak RSS, next to
+an interpreter that only imports the same modules.  It rewrites only its own block of
+the design notes in the report.
+
+The report's last section, "Design notes and measurements", is written by hand and kept
+as it is when the tables above it are generated again.
 """
 
 from __future__ import annotations
@@ -244,6 +255,112 @@ def render(
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------ the report
+
+NOTES = "## Design notes and measurements"
+BOMB_START, BOMB_END = "<!-- pax-bomb -->", "<!-- /pax-bomb -->"
+
+
+def keep_notes(doc: Path, generated: str) -> str:
+    """``generated`` followed by the hand-written notes of the report already at ``doc``."""
+    old = doc.read_text() if doc.exists() else ""
+    at = old.find(NOTES)
+    return generated.rstrip("\n") + "\n\n" + old[at:] if at >= 0 else generated
+
+
+# ------------------------------------------------------------------------ pax bomb
+
+
+def write_pax_bomb(path: Path, pax_size: int = 1 << 30) -> None:
+    """A .tar.gz of about 1 MB holding one pax header of ``pax_size`` bytes, then a label:
+    gzip members of 1 MiB of ``a`` each, concatenated (one stream to every decoder)."""
+    import gzip
+    import tarfile
+
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, pax_size
+    label = tarfile.TarInfo("train/labels/socal-fire_00000001_post_disaster.json")
+    label.size = 2
+    chunk = gzip.compress(b"a" * (1 << 20), compresslevel=9)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(pax.tobuf(tarfile.USTAR_FORMAT)))
+        for _ in range(pax_size >> 20):
+            out.write(chunk)
+        tail = label.tobuf(tarfile.USTAR_FORMAT) + b"{}".ljust(512, b"\0") + bytes(1024)
+        out.write(gzip.compress(tail))
+
+
+def time_v(argv: list[str]) -> tuple[int, float, float, str]:
+    """Exit status, wall seconds, peak RSS (MB, GNU ``time -v``) and output of ``argv``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "time.txt"
+        started = time.perf_counter()
+        done = subprocess.run(
+            ["/usr/bin/time", "-v", "-o", str(report), *argv], capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - started
+        fields = dict(
+            line.strip().rsplit(": ", 1) for line in report.read_text().splitlines() if ": " in line
+        )
+    rss = int(fields.get("Maximum resident set size (kbytes)", 0)) / 1024
+    return done.returncode, seconds, rss, (done.stdout + done.stderr).strip()
+
+
+def pax_bomb(doc: Path | None) -> None:
+    if not Path("/usr/bin/time").exists():
+        raise SystemExit("GNU time is needed (apt-get install time)")
+    cli = "import sys; from xview2_ingest.cli import main; sys.exit(main())"
+    imports = "import xview2_ingest.cli, xview2_ingest.index.build, xview2_ingest.archive"
+    with tempfile.TemporaryDirectory() as dest:
+        archive = Path(dest) / "train_images_labels_targets.tar.gz"
+        write_pax_bomb(archive)
+        size = archive.stat().st_size
+        command = ["index", "--from-archives", "--dest", dest]
+        code, seconds, rss, output = time_v([sys.executable, "-c", cli, *command])
+        _, _, base_rss, _ = time_v([sys.executable, "-c", imports])
+    message = output.splitlines()[-1] if output else ""
+    print(f"archive {size:,} bytes; exit {code} in {seconds:.2f} s; peak RSS {rss:.0f} MB")
+    print(f"imports alone: {base_rss:.0f} MB; message: {message}")
+    block = "\n".join(
+        [
+            BOMB_START,
+            "### A pax bomb: `index --from-archives` on a hostile archive",
+            "",
+            f"Command: `python bench/bench_index.py --pax-bomb` (Python {sys.version.split()[0]}).",
+            f"The archive is {size:,} bytes of gzip holding one pax header of 1,073,741,824",
+            "bytes (1 MiB of `a`, compressed once, repeated as gzip members), then a label.",
+            "",
+            "| run | exit | wall s | peak RSS MB (`time -v`) |",
+            "|---|---:|---:|---:|",
+            f"| `xview2 index --from-archives` | {code} | {seconds:.2f} | {rss:.0f} |",
+            f"| the same imports, nothing else | 0 | | {base_rss:.0f} |",
+            "",
+            "Message:",
+            "",
+            "```text",
+            message,
+            "```",
+            "",
+            "Target: refused with a clear error, peak RSS < 256 MB: "
+            + ("met." if code != 0 and rss < 256 and "oversized" in message else "NOT met."),
+            BOMB_END,
+        ]
+    )
+    if doc is None:
+        print(block)
+        return
+    text = doc.read_text() if doc.exists() else f"# Benchmark: label index\n\n{NOTES}\n"
+    if BOMB_START in text:
+        head, _, rest = text.partition(BOMB_START)
+        text = head + block + rest.partition(BOMB_END)[2]
+    else:
+        if NOTES not in text:
+            text = text.rstrip("\n") + f"\n\n{NOTES}\n"
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(text)
+    print(f"written to {doc}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -270,8 +387,17 @@ def main() -> None:
         help="markdown report to write (relative to the repository)",
     )
     parser.add_argument("--no-doc", action="store_true", help="print only")
+    parser.add_argument(
+        "--pax-bomb",
+        action="store_true",
+        help="only: peak memory of `index --from-archives` refusing a 1 GiB pax header",
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    doc = Path(__file__).resolve().parent.parent / args.doc
+    if args.pax_bomb:
+        pax_bomb(None if args.no_doc else doc)
+        return
 
     if args.child:
         mode, root, *rest = args.child
@@ -371,9 +497,8 @@ def main() -> None:
     print()
     print(text)
     if not args.no_doc:
-        doc = Path(__file__).resolve().parent.parent / args.doc
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(text)
+        doc.write_text(keep_notes(doc, text))
         print(f"written to {args.doc}")
     raise SystemExit(0 if ok else 1)
 

@@ -17,6 +17,8 @@ from typing import IO, cast
 
 import pytest
 
+from xview2_ingest import extract
+from xview2_ingest.archive import tarstream
 from xview2_ingest.catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
 from xview2_ingest.demo.synth import ARCHIVE_NAMES, SynthStats, make_split_archive
 from xview2_ingest.errors import ExitCode, UsageError
@@ -28,8 +30,6 @@ from xview2_ingest.extract import (
     Extractor,
     UnsafeArchiveError,
     UnsafeMemberError,
-    extract,
-    tarstream,
 )
 from xview2_ingest.extract.records import RECORD_DIR
 from xview2_ingest.extract.safety import safe_name
@@ -750,7 +750,7 @@ def test_falls_back_to_the_standard_library_decoder(tmp_path: Path, dataset: tup
     code = (
         "import sys\n"
         "sys.modules['isal'] = sys.modules['zlib_ng'] = None\n"
-        "from xview2_ingest.extract import DECODER, extract\n"
+        "from xview2_ingest import extract\nfrom xview2_ingest.extract import DECODER\n"
         "report = extract([sys.argv[2]], sys.argv[1])\n"
         "print(DECODER, report.archives[0].members_written)\n"
         "sys.exit(report.exit_code)\n"
@@ -760,3 +760,120 @@ def test_falls_back_to_the_standard_library_decoder(tmp_path: Path, dataset: tup
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["zlib", str(dataset[1].members["test"])]
+
+
+# -- stores without the optional capabilities ---------------------------------------------
+class BaseOnlyStore:
+    """The base :class:`Store` contract only, over a local folder: no RangeReader,
+    Composer, Copier nor LocalFiles (as a new object store might start).  The first read
+    of a file named in ``breaks`` fails after that many bytes, as a network stream can."""
+
+    def __init__(self, inner: LocalStore, breaks: dict[str, int] | None = None):
+        self._inner, self._breaks = inner, breaks or {}
+        self.url = f"base-only:{inner.url}"
+        self.min_part_size, self.default_part_size = inner.min_part_size, inner.default_part_size
+        self.max_parts, self.checkpoint_interval = inner.max_parts, inner.checkpoint_interval
+        self.page_aligned_buffers = inner.page_aligned_buffers
+        self.opened: list[str] = []
+
+    def open_upload(self, name: str, size: int, part_size: int):  # type: ignore[no-untyped-def]
+        return self._inner.open_upload(name, size, part_size)
+
+    def size_of(self, name: str) -> int | None:
+        return self._inner.size_of(name)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        return self._inner.read_bytes(name)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._inner.write_bytes(name, data)
+
+    def open_read(self, name: str) -> IO[bytes]:
+        fh = self._inner.open_read(name)
+        first = name not in self.opened
+        self.opened.append(name)
+        if first and name in self._breaks:
+            return cast(IO[bytes], BreakingReader(fh, self._breaks[name]))
+        return fh
+
+    def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
+        self._inner.put_stream(name, stream, size)
+
+    def delete(self, name: str) -> None:
+        self._inner.delete(name)
+
+    def list_files(self, prefix: str = ""):  # type: ignore[no-untyped-def]
+        return self._inner.list_files(prefix)
+
+    def pending_uploads(self):  # type: ignore[no-untyped-def]
+        return self._inner.pending_uploads()
+
+    def discard_pending(self, name: str | None = None) -> int:
+        return self._inner.discard_pending(name)
+
+
+class BreakingReader(io.RawIOBase):
+    """A file that fails with a connection error once ``limit`` bytes were read."""
+
+    def __init__(self, fh: IO[bytes], limit: int):
+        self._fh, self._left = fh, limit
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            raise ConnectionResetError("connection reset by peer")
+        data = self._fh.read(min(self._left, size if size and size > 0 else self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def test_a_store_without_capabilities_is_what_it_says() -> None:
+    from xview2_ingest.stores import Composer, Copier, LocalFiles, RangeReader
+
+    store = BaseOnlyStore(LocalStore("unused"))
+    assert isinstance(store, Store)
+    assert not any(isinstance(store, c) for c in (RangeReader, Composer, Copier, LocalFiles))
+
+
+def test_broken_stream_without_range_reader_is_read_again(
+    tmp_path: Path, geotiff: tuple[bytes, list[bytes]]
+) -> None:
+    """No ranged reads: the broken part is opened again and its first bytes dropped; the
+    members are all there and the SHA1 of the whole (checked while reading) is right."""
+    whole, parts = geotiff
+    broken = GEOTIFF_PART_NAMES[2]
+    store = BaseOnlyStore(LocalStore(tmp_path / "dest"), {broken: len(parts[2]) // 2 + 7})
+    for name, data in zip(GEOTIFF_PART_NAMES, parts, strict=True):
+        publish(store, name, data)  # type: ignore[arg-type]
+    report = Extractor(store, catalog=geotiff_catalog(whole)).run(None)  # type: ignore[arg-type]
+    assert report.ok, report.summary()
+    assert store.opened == [*GEOTIFF_PART_NAMES[:3], broken, *GEOTIFF_PART_NAMES[3:]]
+    assert report.archives[0].sha1 == hashlib.sha1(whole).hexdigest()
+    expected = members_of_bytes(whole)
+    assert report.archives[0].members_written == len(expected)
+    for name, content in expected.items():
+        assert store.read_bytes(name) == content
+
+
+def test_assemble_without_composer_is_a_clear_error(
+    tmp_path: Path, geotiff: tuple[bytes, list[bytes]]
+) -> None:
+    whole, parts = geotiff
+    store = BaseOnlyStore(LocalStore(tmp_path / "dest"))
+    for name, data in zip(GEOTIFF_PART_NAMES, parts, strict=True):
+        publish(store, name, data)  # type: ignore[arg-type]
+    extractor = Extractor(store, catalog=geotiff_catalog(whole), assemble_geotiff=True)  # type: ignore[arg-type]
+    report = extractor.run(None)
+    result = report.archives[0]
+    assert result.status == "failed" and report.exit_code == ExitCode.FAILURE
+    message = str(result.error)
+    assert store.url in message and "Composer" in message and "--assemble-geotiff" in message
+    assert result.error is not None and result.error.file == GEOTIFF_ARCHIVE
+    assert store.size_of(GEOTIFF_ARCHIVE) is None
+    assert all(store.size_of(name) for name in members_of_bytes(whole))  # extracted anyway

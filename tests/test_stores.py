@@ -1,25 +1,47 @@
-"""One contract, every store: a local folder and S3 (moto server) pass the same tests."""
+"""One contract, every store: a local folder and S3 (moto server) pass the same tests.
+
+The base contract (:class:`Store`, :class:`Upload`) applies to every store; each optional
+capability a store claims (``isinstance(store, RangeReader)``...) has its own contract
+below, run for every store that claims it.  A new store is one line in :data:`STORES`.
+"""
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from xview2_ingest.stores import LocalStore, Store
+from xview2_ingest.errors import DestinationError
+from xview2_ingest.stores import (
+    Composer,
+    Copier,
+    LocalFiles,
+    LocalStore,
+    RangeReader,
+    Store,
+    Upload,
+    base,
+)
 from xview2_ingest.stores.s3 import S3Store
 
 MiB = 1 << 20
 
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
+    "local": lambda request, tmp_path: LocalStore(tmp_path / "dest"),
+    "s3": lambda request, tmp_path: S3Store(
+        f"s3://{request.getfixturevalue('bucket')}/pre/fix",
+        endpoint_url=request.getfixturevalue("moto_endpoint"),
+    ),
+}
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> Store:  # type: ignore[no-untyped-def]
-    if request.param == "local":
-        return LocalStore(tmp_path / "dest")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    bucket = request.getfixturevalue("bucket")
-    return S3Store(f"s3://{bucket}/pre/fix", endpoint_url=endpoint)
+
+@pytest.fixture(params=list(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    return STORES[request.param](request, tmp_path)
 
 
 def parts_of(data: bytes, part: int) -> list[memoryview]:
@@ -232,3 +254,134 @@ def test_s3_state_without_a_usable_local_folder(  # type: ignore[no-untyped-def]
     monkeypatch.setenv("XVIEW2_STATE_DIR", str(tmp_path / "elsewhere"))
     # every checkpoint went to the bucket: the newest is there without close()
     assert store.open_upload("t.bin", 2 * part, part).load_state() == {"hashed": 1}
+
+
+# -- optional capabilities: one contract each, for every store that claims it -----------
+
+
+def _capabilities() -> set[type]:
+    """Every capability protocol ``stores.base`` declares (all but Store and Upload)."""
+    return {
+        obj
+        for obj in vars(base).values()
+        if inspect.isclass(obj)
+        and getattr(obj, "_is_runtime_protocol", False)
+        and obj not in (Store, Upload)
+    }
+
+
+def _publish(store: Store, name: str, data: bytes) -> None:
+    store.put_stream(name, io.BytesIO(data), len(data))
+
+
+def contract_range_reader(store: Store) -> None:
+    """open_read_at gives the bytes from any offset, 0 and the very end included."""
+    assert isinstance(store, RangeReader)
+    data = os.urandom(MiB + 4321)
+    _publish(store, "r/range.bin", data)
+    for offset in (0, 1, 4096, len(data) // 2, len(data) - 1, len(data)):
+        with store.open_read_at("r/range.bin", offset) as fh:
+            assert fh.read() == data[offset:], offset
+    with pytest.raises(DestinationError):
+        store.open_read_at("r/missing.bin", 0)
+
+
+def contract_composer(store: Store) -> None:
+    """compose publishes the sources joined in order, atomically; sources stay; a source
+    too small for the store (S3: 5 MiB but the last) is refused before anything starts."""
+    assert isinstance(store, Composer)
+    sizes = (5 * MiB + 17, 5 * MiB, 1234)  # S3's minimum copied part, and a small last
+    sources = tuple(f"c/part-{i}" for i in range(len(sizes)))
+    blobs = [os.urandom(n) for n in sizes]
+    for name, blob in zip(sources, blobs, strict=True):
+        _publish(store, name, blob)
+    store.write_bytes("c/whole.bin", b"an older version")  # replaced
+    assert store.compose("c/whole.bin", sources, workers=2) == sum(sizes)
+    assert store.read_bytes("c/whole.bin") == b"".join(blobs)
+    assert all(store.size_of(n) == len(b) for n, b in zip(sources, blobs, strict=True))
+    with pytest.raises(DestinationError):
+        store.compose("c/never.bin", ("c/part-0", "c/absent"))
+    assert store.size_of("c/never.bin") is None
+    # three small sources: joined, or refused with nothing left behind (S3's rule)
+    small = tuple(f"c/small-{i}" for i in range(3))
+    for name in small:
+        store.write_bytes(name, name.encode())
+    try:
+        store.compose("c/small.bin", small)
+    except DestinationError as exc:
+        assert isinstance(store, S3Store) and "minimum" in str(exc)
+        assert store.size_of("c/small.bin") is None
+        assert store.pending_uploads() == []
+    else:
+        assert not isinstance(store, S3Store), "S3 cannot copy parts under 5 MiB"
+        assert store.read_bytes("c/small.bin") == b"".join(n.encode() for n in small)
+
+
+def contract_copier(store: Store) -> None:
+    """copy publishes identical bytes under the target, replacing it, leaving no
+    temporary file; on one local file system it is a hard link (no byte copied)."""
+    assert isinstance(store, Copier)
+    data = os.urandom(300_000)
+    _publish(store, "k/source.bin", data)
+    store.write_bytes("k/sub/target.bin", b"older")
+    store.copy("k/source.bin", "k/sub/target.bin")
+    assert store.read_bytes("k/sub/target.bin") == data
+    assert store.read_bytes("k/source.bin") == data
+    store.copy("k/source.bin", "k/fresh.bin")  # a target that did not exist
+    assert dict(store.list_files("k/")) == {
+        "k/source.bin": len(data),
+        "k/sub/target.bin": len(data),
+        "k/fresh.bin": len(data),
+    }
+    assert store.pending_uploads() == []
+    if isinstance(store, LocalFiles):
+        source, target = store.path_of("k/source.bin"), store.path_of("k/sub/target.bin")
+        assert os.stat(source).st_ino == os.stat(target).st_ino, "not a hard link"
+        assert sorted(os.listdir(target.parent)) == ["target.bin"], "a temporary file is left"
+        assert sorted(os.listdir(source.parent)) == ["fresh.bin", "source.bin", "sub"]
+    with pytest.raises(DestinationError):
+        store.copy("k/absent.bin", "k/other.bin")
+    assert store.size_of("k/other.bin") is None
+
+
+def contract_local_files(store: Store) -> None:
+    """Published names are plain files under ``root``; path_of refuses any name that
+    would leave it (``..``, absolute, through a symbolic link)."""
+    assert isinstance(store, LocalFiles)
+    store.write_bytes("l/a.txt", b"hello")
+    path = store.path_of("l/a.txt")
+    assert path.read_bytes() == b"hello" and path.is_relative_to(store.root.resolve())
+    assert store.work.is_relative_to(store.root)
+    outside = store.root.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    os.symlink(outside, store.root / "l" / "link")
+    for name in ("../escape.txt", "l/../../escape.txt", "/etc/passwd", "l/link/x.txt"):
+        with pytest.raises(DestinationError):
+            store.path_of(name)
+    assert store.path_of("l/./b/../a.txt") == path
+
+
+CONTRACTS: dict[type, Callable[[Store], None]] = {
+    RangeReader: contract_range_reader,
+    Composer: contract_composer,
+    Copier: contract_copier,
+    LocalFiles: contract_local_files,
+}
+"""Every capability the suite knows, with its contract."""
+
+
+def test_every_capability_has_a_contract() -> None:
+    assert _capabilities() == set(CONTRACTS), "a capability protocol without a contract here"
+
+
+def test_every_capability_a_store_claims_is_known(store: Store) -> None:
+    claimed = {cap for cap in _capabilities() if isinstance(store, cap)}
+    unknown = claimed - set(CONTRACTS)
+    assert not unknown, f"{store.url} claims {unknown} but the suite has no contract for it"
+
+
+@pytest.mark.parametrize("capability", list(CONTRACTS), ids=lambda cap: cap.__name__)
+def test_capability_contract(store: Store, capability: type) -> None:
+    if not isinstance(store, capability):
+        pytest.skip(f"{type(store).__name__} does not claim {capability.__name__}")
+    CONTRACTS[capability](store)

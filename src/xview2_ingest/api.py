@@ -19,8 +19,7 @@ from .errors import UsageError
 from .events import Event, ProgressCallback, no_progress
 from .extract.core import Extractor
 from .extract.report import ExtractReport
-from .index.build import IndexReport
-from .index.build import build_index as _index_labels
+from .index.build import build_index
 from .index.stats import DatasetStats, compute_stats
 from .links import Link, read_links
 from .manifest import Manifest
@@ -36,6 +35,19 @@ from .settings import (
 from .stores import Store, open_store
 from .transfer.engine import TransferEngine, TransferOptions
 from .transfer.http import RetryPolicy
+
+__all__ = [
+    "FreshLinks",
+    "build_index",
+    "clean",
+    "dataset_stats",
+    "demo",
+    "download",
+    "extract",
+    "ingest",
+    "open_destination",
+    "status",
+]
 
 MiB = 1 << 20
 
@@ -204,26 +216,6 @@ def extract(
         workers=workers,
     )
     return extractor.run(names)
-
-
-def build_index(
-    dest: PathLike | None = None,
-    *,
-    from_archives: bool = False,
-    endpoint_url: str | None = None,
-    progress: ProgressCallback | None = None,
-    workers: int | None = None,
-) -> IndexReport:
-    """Index the labels at ``dest`` into ``index/images.parquet`` and
-    ``index/buildings.parquet`` (GeoParquet), from the extracted tree or, with
-    ``from_archives``, straight from the archives; ``workers`` processes parse."""
-    return _index_labels(
-        dest_setting(dest),
-        from_archives=from_archives,
-        endpoint_url=endpoint_url,
-        progress=progress,
-        workers=workers,
-    )
 
 
 def dataset_stats(

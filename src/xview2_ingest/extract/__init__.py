@@ -1,13 +1,14 @@
 """Safe, streaming, resumable extraction of the downloaded archives (local folder or S3).
 
-from xview2_ingest.extract import extract
+from xview2_ingest import extract
 report = extract(dest="s3://bucket/xview2")
 assert report.ok, report.summary()
 """
 
 from __future__ import annotations
 
-from .core import Extractor, extract, is_archive
+from ..archive.decode import DECODER
+from .core import Extractor, is_archive
 from .errors import (
     ArchiveChecksumError,
     ArchiveNotDownloadedError,
@@ -16,7 +17,6 @@ from .errors import (
     UnsafeMemberError,
 )
 from .report import ArchiveResult, ExtractReport
-from .tarstream import DECODER
 
 __all__ = [
     "DECODER",
@@ -28,6 +28,5 @@ __all__ = [
     "Extractor",
     "UnsafeArchiveError",
     "UnsafeMemberError",
-    "extract",
     "is_archive",
 ]

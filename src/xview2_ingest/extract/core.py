@@ -19,19 +19,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..archive.decode import open_decoded
+from ..archive.tarstream import TarStream
 from ..catalog import GEOTIFF_ARCHIVE, GEOTIFF_PART_NAMES, Catalog
 from ..errors import DestinationError, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..manifest import MANIFEST, Manifest
-from ..settings import dest_setting
-from ..stores import Store, open_store
+from ..stores import Composer, Store
 from . import records
-from .errors import ArchiveChecksumError, ArchiveNotDownloadedError, UnsafeMemberError
+from .errors import (
+    CORRUPT_HINT,
+    REFUSED_HINT,
+    ArchiveChecksumError,
+    ArchiveNotDownloadedError,
+    UnsafeMemberError,
+)
 from .report import ArchiveResult, ExtractReport
 from .safety import safe_name
 from .sinks import Sink, WriterPool, missing_members, sink_for
 from .source import ChainedSource
-from .tarstream import TarStream, open_decoded
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +277,7 @@ class Extractor:
         present: dict[str, dict[str, int]] = {}
         try:
             source.start()
-            tar = TarStream(open_decoded(source, source.head()), archive)
+            tar = TarStream(open_decoded(source, source.head()), archive, hint=CORRUPT_HINT)
             while (member := tar.next_member()) is not None:
                 report_bytes()
                 pool.check()
@@ -306,9 +312,11 @@ class Extractor:
             tar.drain()
             digests = source.finish()
             report_bytes(at_least=1)
-        except UnsafeMemberError:
+        except UnsafeMemberError as exc:
             self._roll_back(pool, sink, written)
-            raise
+            raise UnsafeMemberError(
+                exc.archive, exc.member, exc.reason, hint=REFUSED_HINT
+            ) from None
         finally:
             pool.close()
             source.close()
@@ -359,12 +367,18 @@ class Extractor:
                 "cannot assemble: not all six parts are at the destination",
                 file=GEOTIFF_ARCHIVE,
             )
-        compose = getattr(self.store, "compose", None)
-        if compose is None:
-            raise DestinationError(f"{self.store.url} cannot assemble files", file=GEOTIFF_ARCHIVE)
+        if not isinstance(self.store, Composer):
+            raise DestinationError(
+                f"cannot assemble the six parts at {self.store.url}: this store has no "
+                "Composer capability (joining files without reading them through this "
+                "process); the extraction itself is complete and the parts are kept",
+                file=GEOTIFF_ARCHIVE,
+                hint="run `xview2 extract` without --assemble-geotiff: the extracted files "
+                "and the six parts are in place",
+            )
         self._emit("stage", "assemble", detail=GEOTIFF_ARCHIVE)
         parts = tuple(GEOTIFF_PART_NAMES)
-        size = compose(GEOTIFF_ARCHIVE, parts, workers=self.workers)
+        size = self.store.compose(GEOTIFF_ARCHIVE, parts, workers=self.workers)
         expected = sum(self.store.size_of(p) or 0 for p in parts)
         if size != expected:
             raise DestinationError(
@@ -381,45 +395,3 @@ class Extractor:
         result.assembled = True
         log.info("assembled %s (%d bytes) from its six parts", GEOTIFF_ARCHIVE, size)
 
-
-def extract(
-    names: Sequence[str] | None = None,
-    dest: str | os.PathLike[str] | None = None,
-    *,
-    endpoint_url: str | None = None,
-    progress: ProgressCallback | None = None,
-    remove_archives: bool = False,
-    assemble_geotiff: bool = False,
-    workers: int = 8,
-    catalog: Catalog | None = None,
-) -> ExtractReport:
-    """Unpack downloaded archives into ``dest`` as they are laid out (``<split>/images``...).
-
-    ``names``: archive file names (any GeoTIFF part stands for the whole GeoTIFF archive);
-    None extracts every archive recorded in ``DEST/manifest.json``.  Only archives the
-    manifest shows as published are read; others fail with
-    :class:`~xview2_ingest.extract.errors.ArchiveNotDownloadedError`.
-
-    The six ``xview2_geotiff.tgz.part-*`` files are read as one stream and the SHA1 of the
-    whole is checked against the catalog entry ``xview2_geotiff.tgz`` (``catalog``, by
-    default the built-in one extended by ``XVIEW2_CATALOG``); ``assemble_geotiff`` also
-    publishes ``xview2_geotiff.tgz`` (local: concatenation, S3: server-side copy).
-    ``remove_archives`` deletes an archive once its extraction is complete and verified
-    (with ``assemble_geotiff``, the parts go and the assembled archive stays).
-
-    Members already in place with the right size are skipped, so an interrupted run
-    continues and a finished one costs one listing.  Never raises for a per-archive
-    failure (see ``report.exit_code``); raises when there is nothing to extract at all.
-    """
-    store = open_store(
-        dest_setting(dest), endpoint_url=endpoint_url, max_connections=max(32, 2 * workers)
-    )
-    extractor = Extractor(
-        store,
-        catalog=catalog,
-        progress=progress,
-        remove_archives=remove_archives,
-        assemble_geotiff=assemble_geotiff,
-        workers=workers,
-    )
-    return extractor.run(names)

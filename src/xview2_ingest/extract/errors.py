@@ -1,8 +1,22 @@
-"""Errors of the extraction stage (all children of :class:`~xview2_ingest.errors.XView2Error`)."""
+"""Errors of the extraction stage (all children of :class:`~xview2_ingest.errors.XView2Error`).
+
+The errors of reading an archive (:class:`CorruptArchiveError`, :class:`UnsafeMemberError`)
+belong to :mod:`xview2_ingest.archive`, shared with the label index; they are re-exported
+here with the advice extraction gives when it meets them.
+"""
 
 from __future__ import annotations
 
+from ..archive.errors import CHECK_HINT, CorruptArchiveError, UnsafeMemberError
 from ..errors import ChecksumMismatchError, ContentError, UnsafeArchiveError, XView2Error
+
+CORRUPT_HINT = f"members already written are kept; {CHECK_HINT}"
+"""Advice of a :class:`CorruptArchiveError` met while extracting."""
+REFUSED_HINT = (
+    "nothing was written outside the destination and the files this run had "
+    "extracted from it were removed; do not trust this archive"
+)
+"""Advice of an :class:`UnsafeMemberError` once the extractor has removed what it wrote."""
 
 
 class ArchiveNotDownloadedError(XView2Error):
@@ -11,37 +25,6 @@ class ArchiveNotDownloadedError(XView2Error):
 
     def __init__(self, message: str, *, file: str, hint: str | None = None):
         super().__init__(message, file=file, hint=hint or "run `xview2 download` for it first")
-
-
-class CorruptArchiveError(ContentError):
-    """The archive cannot be read: truncated, bad gzip data, bad tar headers."""
-
-    def __init__(self, message: str, *, file: str, hint: str | None = None):
-        super().__init__(
-            message,
-            file=file,
-            hint=hint
-            or "members already written are kept; check the archive (`xview2 status`) and "
-            "download it again if it is damaged",
-        )
-
-
-class UnsafeMemberError(UnsafeArchiveError):
-    """A member that could escape the destination or is not a regular file or folder.
-
-    Carries the archive, the member name as stored in the archive, and the reason.
-    """
-
-    def __init__(self, archive: str, member: str, reason: str):
-        self.archive = archive
-        self.member = member
-        self.reason = reason
-        super().__init__(
-            f"refused: member {member!r} is unsafe ({reason})",
-            file=archive,
-            hint="nothing was written outside the destination and the files this run had "
-            "extracted from it were removed; do not trust this archive",
-        )
 
 
 class ArchiveChecksumError(ChecksumMismatchError):
@@ -62,6 +45,8 @@ class ArchiveChecksumError(ChecksumMismatchError):
 
 
 __all__ = [
+    "CORRUPT_HINT",
+    "REFUSED_HINT",
     "ArchiveChecksumError",
     "ArchiveNotDownloadedError",
     "CorruptArchiveError",

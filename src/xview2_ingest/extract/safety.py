@@ -38,8 +38,8 @@ from __future__ import annotations
 import re
 from collections.abc import Container
 
+from ..archive.tarstream import TarMember
 from .errors import UnsafeMemberError
-from .tarstream import TarMember
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 RESERVED_DIR = ".xview2"

@@ -4,17 +4,19 @@
 runs the writes on threads, so decoding (one thread, GIL released in the decoder) overlaps
 with the system calls or HTTP requests of the writes.
 
-:class:`LocalSink` writes each member to a temporary name in its folder and renames it
-into place, so a member never appears half written under its name (an interrupted run
-leaves at most hidden ``.NAME.XXXXXXXX.tmp`` files, which the next run removes).  Every
-folder it creates or enters is checked, once, to resolve inside the destination (a
-symbolic link already at the destination cannot lead a member out of it), and files are
-opened with ``O_EXCL | O_NOFOLLOW``.  No ``fsync`` per member: GNU tar does not either,
-and a member cut short by a crash has the wrong size, so the next run writes it again.
+:class:`LocalSink` serves stores with the :class:`~xview2_ingest.stores.LocalFiles`
+capability (their files are plain files on this machine).  It writes each member to a
+temporary name in its folder and renames it into place, so a member never appears half
+written under its name (an interrupted run leaves at most hidden ``.NAME.XXXXXXXX.tmp``
+files, which the next run removes).  Every folder it creates or enters is checked, once,
+to resolve inside the destination (a symbolic link already at the destination cannot lead
+a member out of it), and files are opened with ``O_EXCL | O_NOFOLLOW``.  No ``fsync`` per
+member: GNU tar does not either, and a member cut short by a crash has the wrong size, so
+the next run writes it again.
 
-:class:`ObjectSink` writes through the store's own ``write_bytes`` (one PUT per member;
-objects appear atomically) and ``put_stream`` for large members; object stores have no
-folders.
+:class:`ObjectSink` serves every other store, through its own ``write_bytes`` (one PUT per
+member; objects appear atomically) and ``put_stream`` for large members; object stores
+have no folders.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 from ..errors import DestinationError, XView2Error
-from ..stores import Store
-from ..stores.local import LocalStore, os_error
+from ..stores import LocalFiles, Store, os_error
 from .errors import UnsafeMemberError
 from .safety import RESERVED_DIR, data_mode
 
@@ -109,14 +110,14 @@ class WriterPool:
 class LocalSink:
     """Members as files under the local store's root."""
 
-    def __init__(self, store: LocalStore, archive: str):
-        self.url = store.url
+    def __init__(self, root: os.PathLike[str] | str, url: str, archive: str):
+        self.url = url
         self.archive = archive
         try:
-            os.makedirs(store.root, exist_ok=True)
+            os.makedirs(root, exist_ok=True)
         except OSError as exc:
-            raise os_error(exc, store.url, "create the destination folder") from None
-        self.root = os.path.realpath(store.root)
+            raise os_error(exc, url, "create the destination folder") from None
+        self.root = os.path.realpath(root)
         self._dirs: set[str] = set()
         self.created_dirs: list[str] = []
         self._counter = 0
@@ -295,8 +296,9 @@ Sink = LocalSink | ObjectSink
 
 
 def sink_for(store: Store, archive: str) -> Sink:
-    if isinstance(store, LocalStore):
-        return LocalSink(store, archive)
+    """Plain files for a store whose files are local (LocalFiles), objects for any other."""
+    if isinstance(store, LocalFiles):
+        return LocalSink(store.root, store.url, archive)
     return ObjectSink(store, archive)
 
 

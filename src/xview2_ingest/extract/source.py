@@ -7,8 +7,10 @@ local copy), feeds the digests of the whole stream, and hands the chunks to the 
 through a small bounded queue, so hashing and network reads overlap with decoding and
 memory stays bounded (``depth`` chunks).
 
-A broken S3 stream is reopened where it stopped (ranged GET) when the store offers
-``open_read_at``; each file must yield exactly the size the manifest recorded.
+A broken stream (a network error on S3) is reopened where it stopped: with a ranged read
+where the store has the :class:`~xview2_ingest.stores.RangeReader` capability, else by
+reading the file again from its start and dropping the bytes already consumed (slower,
+but the extraction goes on).  Each file must yield exactly the size the manifest recorded.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from ..errors import DestinationError, XView2Error
-from ..stores import Store
-from .errors import CorruptArchiveError
+from ..stores import RangeReader, Store
+from .errors import CORRUPT_HINT, CorruptArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +104,38 @@ class ChainedSource(io.RawIOBase):
             self._put(_Failure(exc))
 
     def _open(self, name: str, offset: int) -> IO[bytes]:
-        if offset == 0:
-            return self._store.open_read(name)
-        reopen = getattr(self._store, "open_read_at", None)
-        return reopen(name, offset)  # type: ignore[no-any-return, misc]
+        """``name`` from ``offset`` on: a ranged read if the store is a RangeReader, else
+        the whole file again with its first ``offset`` bytes read and dropped."""
+        if offset and isinstance(self._store, RangeReader):
+            return self._store.open_read_at(name, offset)
+        fh = self._store.open_read(name)
+        if offset:
+            log.info(
+                "%s cannot read %s from an offset (no RangeReader); reading its first "
+                "%d bytes again",
+                self._store.url,
+                name,
+                offset,
+            )
+            skipped = 0
+            while skipped < offset and not self._stop.is_set():
+                chunk = fh.read(min(CHUNK, offset - skipped))
+                if not chunk:
+                    fh.close()
+                    raise CorruptArchiveError(
+                        f"ended after {skipped:,} bytes when read again",
+                        file=name,
+                        hint="the file changed while it was read; download it again",
+                    )
+                skipped += len(chunk)
+        return fh
 
     def _read_part(self, name: str, size: int) -> bool:
         offset, attempt = 0, 0
-        can_resume = callable(getattr(self._store, "open_read_at", None))
         while True:
-            fh = self._open(name, offset)
+            fh: IO[bytes] | None = None
             try:
+                fh = self._open(name, offset)
                 while not self._stop.is_set():
                     data = fh.read(CHUNK)
                     if not data:
@@ -132,19 +155,22 @@ class ChainedSource(io.RawIOBase):
                 else:
                     return False
             except Exception as exc:
-                if not (can_resume and _transient(exc)) or attempt >= RETRIES:
+                if not _transient(exc) or attempt >= RETRIES:
                     if isinstance(exc, XView2Error):
                         raise
                     raise DestinationError(
-                        f"reading failed after {offset:,} bytes: {exc}", file=name
+                        f"reading failed after {offset:,} bytes: {exc}",
+                        file=name,
+                        hint="run `xview2 extract` again: members already written are kept",
                     ) from exc
                 attempt += 1
                 log.info("reading %s failed at %d (%s); reopening", name, offset, exc)
                 time.sleep(min(0.5 * 2**attempt, 8))
                 continue
             finally:
-                with contextlib.suppress(Exception):
-                    fh.close()
+                if fh is not None:
+                    with contextlib.suppress(Exception):
+                        fh.close()
             if offset != size:
                 raise CorruptArchiveError(
                     f"ended after {offset:,} of the {size:,} bytes the manifest records",
@@ -204,7 +230,9 @@ class ChainedSource(io.RawIOBase):
     def finish(self) -> dict[str, str]:
         """After the last byte was consumed: the digests of the whole stream."""
         if self._chunk or self._next_chunk():
-            raise CorruptArchiveError("data after the end of the archive", file=self.archive)
+            raise CorruptArchiveError(
+                "data after the end of the archive", file=self.archive, hint=CORRUPT_HINT
+            )
         self._thread.join()
         return {algo: h.hexdigest() for algo, h in self._hashes.items()}
 

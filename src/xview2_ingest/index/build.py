@@ -1,25 +1,24 @@
 """``build_index``: label files (extracted, or straight from the archives) to Parquet.
 
-The work is a pipeline: the parent lists (or streams out of the archives) the label
-files in a fixed order and cuts them into batches; worker processes read and parse each
+The work is a pipeline: the parent lists the label files in a fixed order (or streams them
+out of the archives, through the same safe reader as extraction, :mod:`xview2_ingest.archive`)
+and cuts them into batches; worker processes read and parse each
 batch into Arrow tables (:func:`.tables.build_batch`); the parent writes the tables in
 order into two Parquet files, in row groups, so memory stays bounded whatever the size of
 the dataset.  Outputs are written to temporary files and published only when complete:
-a local destination gets them by an atomic rename, any other store by
-:meth:`Store.put_stream`.
+a store with local files (:class:`~xview2_ingest.stores.LocalFiles`) gets them by an
+atomic rename, any other store by :meth:`Store.put_stream`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import multiprocessing
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -29,22 +28,19 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import Literal
 
 import pyarrow as pa
 
+from ..archive import CountingReader, TarStream, open_decoded
+from ..archive.errors import CHECK_HINT
 from ..errors import DestinationError, ExitCode, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..settings import dest_setting
-from ..stores import LocalStore, Store, open_store
+from ..stores import LocalFiles, Store, open_store
 from . import tables
 from .labels import ARCHIVES, GEOTIFF_TIERS, SPLITS, is_label_path
 from .tables import BUILDINGS_SCHEMA, IMAGES_SCHEMA, Batch, ParquetSink, build_batch, geo_metadata
-
-try:  # the ISA-L inflater: optional, and a dependency where wheels exist
-    from isal import igzip as _IGZIP
-except ImportError:  # pragma: no cover - depends on the platform
-    _IGZIP = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +54,9 @@ BATCH_BYTES = 16 << 20
 MAX_LABEL_BYTES = 256 << 20
 READ_THREADS = 16
 SHARED_MEMORY = "/dev/shm"  # where workers leave results for the parent, when it exists
-TAR_BUFFER = 128 << 10  # tarfile copies its buffer tail on every read: keep it small
+
+
+_UNREADABLE_HINT = f"nothing was indexed; {CHECK_HINT}"
 
 
 class NoLabelsError(XView2Error):
@@ -235,7 +233,7 @@ def _label_names(store: Store) -> list[tuple[str, int]]:
     prefixes = [f"{s}/labels" for s in SPLITS] + [f"geotiffs/{t}/labels" for t in GEOTIFF_TIERS]
     names: list[tuple[str, int]] = []
     for prefix in prefixes:
-        if isinstance(store, LocalStore):
+        if isinstance(store, LocalFiles):
             found = _scan(store.root / prefix, prefix)
         else:
             found = [(n, size) for n, size in store.list_files(prefix + "/") if is_label_path(n)]
@@ -284,88 +282,45 @@ def _tree_tasks(names: list[tuple[str, int]]) -> Iterator[Task]:
         yield ("tree", batch, size)
 
 
-class _Counting(io.RawIOBase):
-    """A read-only stream that counts the bytes read through it (for progress) and can
-    give back the first bytes it was asked for (to sniff the compression)."""
-
-    def __init__(self, raw: IO[bytes]):
-        super().__init__()
-        self.raw, self.count, self._head = raw, 0, b""
-        self._readinto = getattr(raw, "readinto", None)
-
-    def readable(self) -> bool:
-        return True
-
-    def peek_head(self, n: int) -> bytes:
-        head = bytearray(n)
-        got = self.readinto(head)
-        self._head = bytes(head[:got])
-        return self._head
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            got = min(len(view), len(self._head))
-            view[:got], self._head = self._head[:got], self._head[got:]
-            return got
-        if self._readinto is not None:
-            got = self._readinto(view) or 0
-        else:
-            data = self.raw.read(len(view))
-            got = len(data)
-            view[:got] = data
-        self.count += got
-        return got
-
-
-def _open_tar(counted: _Counting) -> tarfile.TarFile:
-    """A stream-mode tar reader; gzip is inflated by ISA-L when python-isal is installed
-    (about twice zlib's speed), else by :mod:`tarfile` itself (any compression)."""
-    if _IGZIP is not None and counted.peek_head(2) == b"\x1f\x8b":
-        inflated = _IGZIP.IGzipFile(fileobj=counted, mode="rb")
-        return tarfile.open(fileobj=inflated, mode="r|", bufsize=TAR_BUFFER)
-    return tarfile.open(fileobj=cast(IO[bytes], counted), mode="r|*", bufsize=TAR_BUFFER)
-
-
 def _archive_tasks(store: Store, archives: list[tuple[str, int]]) -> Iterator[Task]:
-    """Label members of each archive, read in stream mode (nothing extracted)."""
+    """Label members of each archive, read in one forward pass (nothing extracted)."""
     for archive, _size in archives:
-        raw = store.open_read(archive)
-        counted = _Counting(raw)
+        raw = CountingReader(store.open_read(archive))
         last = 0
         batch: list[tuple[str, bytes | Exception, str | None]] = []
         size = 0
         try:
-            with _open_tar(counted) as tar:
-                for member in tar:
-                    name = member.name.removeprefix("./")
-                    if not member.isfile() or not is_label_path(name):
-                        continue
-                    if member.size > MAX_LABEL_BYTES:
-                        batch.append(
-                            (name, ValueError(f"{member.size:,} bytes, too large"), archive)
-                        )
-                        continue
-                    fh = tar.extractfile(member)
-                    data = fh.read() if fh is not None else b""
-                    batch.append((name, data, archive))
-                    size += len(data)
-                    if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
-                        yield ("data", batch, counted.count - last)
-                        last, batch, size = counted.count, [], 0
+            tar = TarStream(open_decoded(raw, raw.head()), archive, hint=_UNREADABLE_HINT)
+            while (member := tar.next_member()) is not None:
+                name = member.name.removeprefix("./")
+                if not member.is_file or not is_label_path(name):
+                    continue
+                if member.sparse or member.size > MAX_LABEL_BYTES:
+                    why = (
+                        "a GNU sparse file"
+                        if member.sparse
+                        else f"{member.size:,} bytes, too large"
+                    )
+                    batch.append((name, ValueError(why), archive))
+                    continue
+                data = tar.read_data()
+                batch.append((name, data, archive))
+                size += len(data)
+                if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+                    yield ("data", batch, raw.count - last)
+                    last, batch, size = raw.count, [], 0
+            tar.drain()
         except XView2Error:
             raise
-        except Exception as exc:  # tarfile, zlib, EOF, network errors of the store's stream
+        except Exception as exc:  # network errors of the store's stream
             raise XView2Error(
-                f"cannot read the archive: {exc}",
-                file=archive,
-                hint="verify it (xview2 status) or download it again",
+                f"cannot read the archive: {exc}", file=archive, hint=_UNREADABLE_HINT
             ) from exc
         finally:
             with contextlib.suppress(Exception):
                 raw.close()
-        if batch or counted.count > last:
-            yield ("data", batch, counted.count - last)
+        if batch or raw.count > last:
+            yield ("data", batch, raw.count - last)
 
 
 # ------------------------------------------------------------------------------ workers
@@ -395,7 +350,7 @@ def _do_task(task: Task, store: Store) -> tuple[int, Batch]:
 def _read_labels(
     store: Store, names: list[tuple[str, int]]
 ) -> list[tuple[str, bytes | Exception, str | None]]:
-    if isinstance(store, LocalStore):
+    if isinstance(store, LocalFiles):
         root = f"{store.root}/"
 
         def read(name: str) -> bytes | Exception:
@@ -493,7 +448,7 @@ class _Staging:
 
     def __init__(self, store: Store):
         self.store = store
-        if isinstance(store, LocalStore):
+        if isinstance(store, LocalFiles):
             base = store.work / "tmp"
             base.mkdir(parents=True, exist_ok=True)
             self.dir = Path(tempfile.mkdtemp(prefix="index-", dir=base))
@@ -506,7 +461,7 @@ class _Staging:
     def publish(self, name: str) -> int:
         staged = self.path(name)
         size = staged.stat().st_size
-        if isinstance(self.store, LocalStore):
+        if isinstance(self.store, LocalFiles):
             final = self.store.path_of(name)
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)

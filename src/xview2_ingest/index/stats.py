@@ -1,8 +1,9 @@
 """Dataset statistics from the index: pairs, buildings per damage class, class shares.
 
-Computed from ``index/images.parquet`` alone (its per-image building counts), so they
-take a second even for the full dataset.  Damage classes count the buildings of the
-post-disaster labels; ``buildings_pre`` counts the footprints of the pre-disaster ones.
+Computed from ``index/images.parquet`` alone (its per-image building counts), a small
+file, so they cost no read of the labels or the building rows, whatever the dataset size.
+Damage classes count the buildings of the post-disaster labels; ``buildings_pre`` counts
+the footprints of the pre-disaster ones.
 """
 
 from __future__ import annotations

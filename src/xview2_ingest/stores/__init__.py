@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Composer, Copier, LocalFiles, PendingUpload, RangeReader, Store, Upload
+from .errors import os_error
 from .local import LocalStore
 
 
@@ -31,4 +32,5 @@ __all__ = [
     "Store",
     "Upload",
     "open_store",
+    "os_error",
 ]

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from ..errors import DestinationError
 from .base import PendingUpload
+from .errors import os_error
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,6 @@ def _runs(indices: set[int]) -> list[list[int]]:
 
 def _unruns(runs: list[list[int]]) -> set[int]:
     return {i for start, stop in runs for i in range(start, stop)}
-
-
-def os_error(exc: OSError, name: str, action: str) -> DestinationError:
-    """A :class:`DestinationError` saying what failed on a local disk, and what to do."""
-    if exc.errno == errno.ENOSPC:
-        reason = "the disk is full"
-        hint = "free space or choose another destination, then run again; finished work is kept"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        reason, hint = "permission denied", "choose a destination you can write to"
-    else:
-        reason, hint = exc.strerror or str(exc), "check the destination folder"
-    return DestinationError(f"cannot {action}: {reason}", file=name, hint=hint)
 
 
 def _fsync_dir(path: Path) -> None:

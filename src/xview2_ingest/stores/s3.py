@@ -20,6 +20,7 @@ selects an S3-compatible server, as in every AWS tool.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import threading
@@ -444,12 +445,20 @@ class S3Store:
         return count
 
     def open_read_at(self, name: str, offset: int) -> IO[bytes]:
-        """Like :meth:`open_read`, starting ``offset`` bytes into the object (ranged GET)."""
+        """Like :meth:`open_read`, starting ``offset`` bytes into the object (ranged GET);
+        at the very end of the object, an empty stream (S3 refuses that range)."""
+        if offset == 0:
+            return self.open_read(name)
         try:
             body = self.client.get_object(
                 Bucket=self.bucket, Key=self.key_of(name), Range=f"bytes={offset}-"
             )["Body"]
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "InvalidRange" and self.size_of(name) == offset:
+                return io.BytesIO()
+            raise _error(exc, name, "read", self.url) from None
+        except BotoCoreError as exc:
             raise _error(exc, name, "read", self.url) from None
         return body  # type: ignore[no-any-return]
 

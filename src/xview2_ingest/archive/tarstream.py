@@ -1,17 +1,7 @@
-"""A forward-only reader of (gzipped) tar streams: one pass, no seeking, no temporary files.
+"""A forward-only reader of tar streams: one pass, no seeking, no temporary files.
 
-The gzip layer is the fastest decoder installed, chosen once:
-
-* ``isal`` (python-isal, the ISA-L ``igzip`` inflater) -- preferred;
-* ``zlib-ng`` (its ``gzip_ng`` module);
-* the standard library's ``gzip`` (zlib) -- always available.
-
-Both fast decoders are C readers that release the GIL while inflating, so decoding overlaps
-with hashing (another thread) and writing (a pool of threads).  Measured on 2 cores
-(AMD EPYC, Python 3.11) on an archive of incompressible members, i.e. gzip "stored"
-blocks: stdlib ~1.4 GB/s, zlib-ng ~5.8 GB/s, isal ~5.4 GB/s of output; on Huffman-coded
-data (entropy ~7.5 bits/byte): stdlib 265, zlib-ng 365, isal 449 MB/s; GNU gzip 158 MB/s.
-isal wins where it matters (coded blocks) and ties elsewhere.
+Extraction and ``index --from-archives`` read archives only through :class:`TarStream`
+(over :func:`.decode.open_decoded`), so a hostile archive meets the same limits in both.
 
 The tar layer is the standard library's :mod:`tarfile` in stream mode (``mode="r|"`` over
 the decoded bytes, members in order with :meth:`~tarfile.TarFile.next`, data through
@@ -19,9 +9,10 @@ the decoded bytes, members in order with :meth:`~tarfile.TarFile.next`, data thr
 prefix), GNU (long names and links, base-256 numbers, sparse maps) and pax (extended and
 global records) -- so no header format is written by hand here.  Only the parsing is taken
 from it: :mod:`tarfile` extracts nothing and its extraction filters (PEP 706) are not
-used.  Which members may be written is decided by :mod:`.safety` with rules of our own, so
-that they are the same on every Python >= 3.11 (the filters and their defaults differ
-between versions) and apply to object stores too, where :mod:`tarfile` has no say.
+used.  Which members may be written is decided by :mod:`xview2_ingest.extract.safety` with
+rules of our own, so that they are the same on every Python >= 3.11 (the filters and their
+defaults differ between versions) and apply to object stores too, where :mod:`tarfile`
+has no say.
 
 Around :mod:`tarfile` this module adds what damaged and hostile archives need, through its
 documented ``tarinfo`` hook (:class:`_Header`) and the file object it reads (:class:`_Input`):
@@ -33,38 +24,33 @@ documented ``tarinfo`` hook (:class:`_Header`) and the file object it reads (:cl
   member and decoder failure raises :class:`CorruptArchiveError` naming the archive, and
   no :mod:`tarfile` exception escapes;
 * memory.  :mod:`tarfile` reads a GNU long name or pax header whole into memory, whatever
-  size its header announces, and follows GNU sparse maps as far as they go.  A metadata
-  header announcing more than :data:`META_MAX` bytes is refused before its data is read;
-  the headers of one member may read :data:`HEADER_READ_MAX` bytes (plus the
-  :data:`READ_SIZE` read under way); global pax records may hold :data:`META_MAX` bytes
-  in all; and the list of every member that stream mode keeps is emptied as we go;
+  size its header announces (a gzip of a few MB can announce and hold a 1 GB pax header),
+  and follows GNU sparse maps as far as they go.  A metadata header announcing more than
+  :data:`META_MAX` bytes is refused before its data is read; the headers of one member may
+  read :data:`HEADER_READ_MAX` bytes (plus the :data:`READ_SIZE` read under way); global
+  pax records may hold :data:`META_MAX` bytes in all; and the list of every member that
+  stream mode keeps is emptied as we go;
 * time.  Where :mod:`tarfile` skips data itself (sparse files, unknown types) it reads on
   past the end of the stream for as long as the header's size says; :class:`_Input`
   refuses to be read past its end twice.  :data:`META_MAX` is small because on
   interpreters without the fix for CVE-2024-6232 (3.11 before 3.11.10, 3.12 before
-  3.12.6) :mod:`tarfile` parses pax records in quadratic time: measured on 3.11.7, a
-  hostile 16 KiB record costs 0.16 s of CPU, a 64 KiB one 2.6 s.  (The one difference
+  3.12.6) :mod:`tarfile` parses pax records in quadratic time.  (The one difference
   between versions: a malformed pax record is a :class:`CorruptArchiveError` with a
   patched :mod:`tarfile` and is skipped by an unpatched one.)
 * names are decoded as UTF-8 (``surrogateescape``, so nothing is lost) and a member whose
   name is not UTF-8 is refused (:class:`UnsafeMemberError`).  :class:`TarMember` is the
   small view of a header the rest of the package uses.
 
-The cost of :mod:`tarfile`: its stream reader copies the data it hands over (it joins
-its :data:`READ_SIZE` reads, then slices off what is asked for and keeps the rest), and
-it builds a few Python objects per header.  Compared with reading each member straight
-from the decoder in one piece, as a hand-written parser can (2 cores, Python 3.11.7):
-the 1 GiB benchmark archive (3,216 members, images of 1 MB) extracts in 1.0 s instead of
-0.8 s, still about a fifth of GNU tar's time; reading 100,000 members of 0.5-4 KB takes
-2.9 s instead of 1.3 s, +16 us per member.  :data:`READ_SIZE` is the compromise: larger
-reads are a little faster on large members but copy more of what is left of a read at
-every header (1 MiB: 6.4 s on those small members), smaller ones need more reads and
-joins for each large member.
+The cost of :mod:`tarfile` over a hand-written parser: its stream reader copies the data
+it hands over (it joins its :data:`READ_SIZE` reads, then slices off what is asked for and
+keeps the rest), and it builds a few Python objects per header.  :data:`READ_SIZE` is the
+compromise between copying less of a read at every header (small members) and fewer reads
+and joins per large member.  The figures behind these choices are in
+``docs/benchmarks-extract.md`` ("Design notes and measurements").
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import tarfile
@@ -117,33 +103,6 @@ _MESSAGES = {  # tarfile's words, ours
     "truncated header": "truncated header",
     "unexpected end of data": "the archive ends in the middle of a member",
 }
-
-
-def _load_decoder() -> tuple[str, Callable[[io.RawIOBase], Any]]:
-    try:
-        from isal import igzip
-
-        return "isal", lambda raw: igzip.IGzipFile(fileobj=raw, mode="rb")
-    except ImportError:
-        pass
-    try:
-        from zlib_ng import gzip_ng
-
-        return "zlib-ng", lambda raw: gzip_ng.GzipNGFile(fileobj=raw, mode="rb")
-    except ImportError:
-        pass
-    return "zlib", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")
-
-
-DECODER, _open_gzip = _load_decoder()
-"""Name of the gzip decoder in use: ``isal``, ``zlib-ng`` or ``zlib``."""
-
-
-def open_decoded(raw: io.RawIOBase, head: bytes) -> IO[bytes]:
-    """The tar bytes of ``raw``: gunzipped when ``head`` (its first bytes) is gzip magic."""
-    if head[:2] == b"\x1f\x8b":
-        return cast(IO[bytes], _open_gzip(raw))
-    return cast(IO[bytes], io.BufferedReader(raw, buffer_size=1 << 20))
 
 
 @dataclass(slots=True)
@@ -290,10 +249,13 @@ class TarStream:
     :meth:`read_data`, :meth:`data_reader` or :meth:`skip_data`; whatever is left is skipped
     by the next call.  Every failure to read is a :class:`CorruptArchiveError` except
     errors of the source itself (already :class:`~xview2_ingest.errors.XView2Error`).
+    ``hint`` replaces the default advice of the :class:`CorruptArchiveError` raised here
+    (the caller knows what its failure leaves behind).
     """
 
-    def __init__(self, fileobj: IO[bytes], archive: str):
+    def __init__(self, fileobj: IO[bytes], archive: str, *, hint: str | None = None):
         self.archive = archive
+        self.hint = hint
         self._in = _Input(fileobj, self._corrupt)
         self._tar: _TarFile | None = None
         self._data: IO[bytes] | None = None
@@ -307,7 +269,9 @@ class TarStream:
 
     def _corrupt(self, what: str) -> CorruptArchiveError:
         return CorruptArchiveError(
-            f"{what} (near byte {self.position:,} of the tar stream)", file=self.archive
+            f"{what} (near byte {self.position:,} of the tar stream)",
+            file=self.archive,
+            hint=self.hint,
         )
 
     # -- members -------------------------------------------------------------------------
@@ -315,7 +279,9 @@ class TarStream:
         """The next member, or None at the end-of-archive marker (or a clean end)."""
         if self.ended:
             return None
-        self.skip_data()
+        # what is left of the current member's data: tarfile reads past it in next(),
+        # in READ_SIZE reads through _Input (no copy handed over, truncation detected)
+        self._remaining = 0
         self._data = None
         try:
             if self._tar is None:  # opening reads the first header
