@@ -98,8 +98,9 @@ def test_span_length_follows_the_memory_budget() -> None:
 
 
 def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
+    """With a round trip to hide, spans grow to many parts per request."""
     root, data, catalog = _serve(tmp_path, 8 * MiB, seed)
-    with SignedLinkServer(root) as srv:
+    with SignedLinkServer(root, faults=Faults(latency=0.05, rate=8 * MiB)) as srv:
         report = download(
             [srv.url_for("f.tar.gz")],
             tmp_path / "dest",
@@ -119,7 +120,8 @@ def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
 def test_resets_mid_span_give_a_byte_identical_file(tmp_path: Path, seed: int, resets: int) -> None:
     root, data, catalog = _serve(tmp_path, 6 * MiB, seed)
     cut = random.Random(seed).randrange(PART // 2, 3 * PART)  # past the first part
-    with SignedLinkServer(root, faults=Faults(reset_after=cut, reset_count=resets + 1)) as srv:
+    faults = Faults(reset_after=cut, reset_count=resets + 1, latency=0.05, rate=8 * MiB)
+    with SignedLinkServer(root, faults=faults) as srv:
         report = download(
             [srv.url_for("f.tar.gz")],
             tmp_path / "dest",
@@ -141,9 +143,10 @@ def test_work_stealing_finishes_the_tail(
     tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     root, data, catalog = _serve(tmp_path, 4 * MiB, seed)
-    # The probe and the first span answer normally up to half their bytes, then the
-    # first span stalls: the other lane must take over the stalled span's back half.
-    faults = Faults(stall_seconds=3.0, stall_count=2)
+    # The probe and each lane's first one-part request (which measure the link) answer
+    # normally; the next request, a long span, stalls halfway: the other lane must take
+    # over the stalled span's back half.
+    faults = Faults(stall_seconds=3.0, stall_count=1, stall_from=3, latency=0.05, rate=8 * MiB)
     with SignedLinkServer(root, faults=faults) as srv:
         with caplog.at_level(logging.INFO, logger="xview2_ingest.transfer.spans"):
             report = download(
@@ -159,5 +162,6 @@ def test_work_stealing_finishes_the_tail(
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
     stolen = [r for r in caplog.messages if "tails stolen" in r]
     assert stolen and " 0 tails stolen" not in stolen[0], stolen
-    first_span = ranges[0]
-    assert any(first_span[0] < first <= first_span[1] for first, _ in ranges[1:]), ranges
+    stalled = ranges[2]
+    assert stalled[1] - stalled[0] + 1 > 2 * PART, ranges
+    assert any(stalled[0] < first <= stalled[1] for first, _ in ranges[3:]), ranges

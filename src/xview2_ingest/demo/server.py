@@ -52,8 +52,12 @@ class Faults:
     """... for this many requests."""
     stall_seconds: float = 0.0
     stall_count: int = 0
+    stall_from: int = 0
+    """Stalls begin after this many file requests (the probe included)."""
     rate: int | None = None
     """Bytes per second per connection."""
+    latency: float = 0.0
+    """Seconds before answering each file request, as a round trip over a WAN would."""
     corrupt: bool = False
     """Serve other bytes than the file's (same length)."""
     html: bool = False
@@ -176,8 +180,10 @@ class SignedLinkServer:
             self.requests.append((path, request.headers.get("Range")))
             status = faults.status_first.pop(0) if faults.status_first else None
             reset = faults.take("reset_count")
-            stall = faults.take("stall_count")
+            stall = count > faults.stall_from and faults.take("stall_count")
             wrong = faults.take("wrong_range")
+        if faults.latency:
+            time.sleep(faults.latency)
         if time.time() > expires or (
             faults.expire_after_requests is not None and count > faults.expire_after_requests
         ):

@@ -448,9 +448,6 @@ class TransferEngine:
             self.options.max_connections, self.options.retry, ca_bundle=self.options.ca_bundle
         )
         self.connections = threading.Semaphore(self.options.max_connections)
-        self.executor = ThreadPoolExecutor(
-            max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
-        )
         self.checkpoints = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xview2-state")
         self.manifest = Manifest(store)
         interval = self.options.checkpoint_interval
@@ -462,7 +459,6 @@ class TransferEngine:
         self.http.stop.set()
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
         self.checkpoints.shutdown(wait=True)
 
     def already_there(self, link: Link, entry: CatalogEntry) -> FileResult | None:

@@ -73,6 +73,9 @@ class FileTransfer(Protocol):
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
+SPAN_ROUND_TRIPS = 16
+"""A span lasts this many round trips (as measured), so waiting for its first byte costs
+about 6 % of a lane's time."""
 MAX_SPAN = 64 * MiB
 """No span asks for more than this: a longer one gains nothing on the round trip."""
 
@@ -260,11 +263,13 @@ class SpanFetcher:
             limit=self._lane_limit(),
         )
         budget = self.engine.pool.budget
-        self.plan = SpanPlan(indices, done, span_parts(budget, ft.part_size, self.tuner.ceiling))
+        self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
+        self.plan = SpanPlan(indices, done, 1)  # until a round trip has been measured
         self._granted: set[int] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._latency: float | None = None
+        self._rate: float | None = None
         self.memory_wait = 0.0
         self.requests = 0
 
@@ -297,11 +302,11 @@ class SpanFetcher:
         how = self.tuner.describe(lanes)
         log.info("%s: %s", self.ft.name, how)
         log.info(
-            "%s: %d ranged requests, spans of up to %d parts, %d tails stolen, "
+            "%s: %d ranged requests, spans of at most %d parts, %d tails stolen, "
             "%.1f lane-seconds waiting for memory",
             self.ft.name,
             self.requests,
-            self.plan.span_parts,
+            self.memory_parts,
             self.plan.steals,
             self.memory_wait,
         )
@@ -368,6 +373,7 @@ class SpanFetcher:
             if span.done and ft.upload.read_part(index, view):
                 ft._complete(index, buf, view)
                 return True
+            began, requests = time.monotonic(), stream.requests
             stream.fill(
                 index * ft.part_size,
                 view,
@@ -375,8 +381,7 @@ class SpanFetcher:
                 ft._on_bytes,
                 ft._on_retry,
             )
-            if stream.latency is not None:
-                self._latency = stream.latency
+            self._measured(stream, requests, view.nbytes, time.monotonic() - began)
             if not span.done:
                 ft.upload.write_part(index, view)
         except BaseException:
@@ -384,6 +389,25 @@ class SpanFetcher:
             raise
         ft._complete(index, buf, view)
         return True
+
+    def _measured(self, stream: SpanStream, requests: int, size: int, seconds: float) -> None:
+        """Learn the round trip (the least request-to-reply time seen) and one lane's
+        streaming rate, and size the spans to come from them: long enough that a round
+        trip is a small share of a span, never longer than the memory allows.  On a
+        link without a round trip worth hiding, spans stay one part long, as fine-grained
+        for resuming as single-part requests."""
+        with self._lock:
+            if stream.requests != requests and stream.latency is not None:
+                # this part waited for a reply: learn the round trip, time the rest
+                self._latency = min(self._latency or stream.latency, stream.latency)
+                seconds -= stream.latency
+            if seconds > 0:
+                rate = size / seconds
+                self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
+            if self._latency is None or self._rate is None:
+                return
+            want = SPAN_ROUND_TRIPS * self._rate * self._latency / self.ft.part_size
+            self.plan.span_parts = max(1, min(self.memory_parts, math.ceil(want)))
 
     def _span_end_byte(self, span: Span) -> int:
         assert self.ft.remote is not None and self.ft.remote.size is not None
