@@ -119,8 +119,10 @@ def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
 @pytest.mark.parametrize("resets", [1, 5])
 def test_resets_mid_span_give_a_byte_identical_file(tmp_path: Path, seed: int, resets: int) -> None:
     root, data, catalog = _serve(tmp_path, 6 * MiB, seed)
-    cut = random.Random(seed).randrange(PART // 2, 3 * PART)  # past the first part
-    faults = Faults(reset_after=cut, reset_count=resets + 1, latency=0.05, rate=8 * MiB)
+    # Inside the first part of whatever request is cut: the one-part requests that measure
+    # the link, then spans of many parts.
+    cut = random.Random(seed).randrange(PART // 4, PART)
+    faults = Faults(reset_after=cut, reset_count=resets + 3, latency=0.05, rate=8 * MiB)
     with SignedLinkServer(root, faults=faults) as srv:
         report = download(
             [srv.url_for("f.tar.gz")],
@@ -143,10 +145,10 @@ def test_work_stealing_finishes_the_tail(
     tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     root, data, catalog = _serve(tmp_path, 4 * MiB, seed)
-    # The probe and each lane's first one-part request (which measure the link) answer
-    # normally; the next request, a long span, stalls halfway: the other lane must take
-    # over the stalled span's back half.
-    faults = Faults(stall_seconds=3.0, stall_count=1, stall_from=3, latency=0.05, rate=8 * MiB)
+    # Each lane's first one-part request measures the link; then spans are long.  The
+    # span that carries part 4 stalls there: the other lane must take over its back half.
+    at = 4 * PART + PART // 2
+    faults = Faults(stall_seconds=3.0, stall_at=at, latency=0.05, rate=8 * MiB)
     with SignedLinkServer(root, faults=faults) as srv:
         with caplog.at_level(logging.INFO, logger="xview2_ingest.transfer.spans"):
             report = download(
@@ -162,6 +164,6 @@ def test_work_stealing_finishes_the_tail(
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
     stolen = [r for r in caplog.messages if "tails stolen" in r]
     assert stolen and " 0 tails stolen" not in stolen[0], stolen
-    stalled = ranges[2]
+    stalled = next(r for r in ranges if r[0] <= at <= r[1])
     assert stalled[1] - stalled[0] + 1 > 2 * PART, ranges
-    assert any(stalled[0] < first <= stalled[1] for first, _ in ranges[3:]), ranges
+    assert any(stalled[0] < first <= stalled[1] for first, _ in ranges), ranges

@@ -52,8 +52,9 @@ class Faults:
     """... for this many requests."""
     stall_seconds: float = 0.0
     stall_count: int = 0
-    stall_from: int = 0
-    """Stalls begin after this many file requests (the probe included)."""
+    stall_at: int | None = None
+    """Also stall once, for ``stall_seconds``, just before sending this byte of the file,
+    whichever request carries it."""
     rate: int | None = None
     """Bytes per second per connection."""
     latency: float = 0.0
@@ -180,7 +181,7 @@ class SignedLinkServer:
             self.requests.append((path, request.headers.get("Range")))
             status = faults.status_first.pop(0) if faults.status_first else None
             reset = faults.take("reset_count")
-            stall = count > faults.stall_from and faults.take("stall_count")
+            stall = faults.take("stall_count")
             wrong = faults.take("wrong_range")
         if faults.latency:
             time.sleep(faults.latency)
@@ -267,6 +268,11 @@ class SignedLinkServer:
                 if stall and sent >= (end - start) // 2:
                     time.sleep(faults.stall_seconds)
                     stall = False
+                if faults.stall_at is not None and pos <= faults.stall_at < pos + len(data):
+                    with self._lock:
+                        at, faults.stall_at = faults.stall_at, None
+                    if at is not None:
+                        time.sleep(faults.stall_seconds)
                 if faults.rate:  # pace before sending, so no chunk goes out early
                     ahead = (sent + len(data)) / faults.rate - (time.monotonic() - began)
                     if ahead > 0:
