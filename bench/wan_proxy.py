@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 QUEUE_BYTES = 512 * 1024
 """Bytes a direction may hold beyond its bandwidth-delay product (the bottleneck's queue)."""
 

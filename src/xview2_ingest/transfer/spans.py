@@ -27,6 +27,7 @@ Rules that keep it correct and bounded:
 
 from __future__ import annotations
 
+import http.client
 import logging
 import math
 import mmap
@@ -39,11 +40,11 @@ from typing import Any, Protocol
 
 import urllib3
 
-from ..errors import XView2Error
+from ..errors import ServerError, XView2Error
 from ..links import Link
 from ..reports import FileResult
 from ..stores import Upload
-from .http import HttpClient, PartialRead, Remote
+from .http import CHUNK, HttpClient, PartialRead, Remote
 from .tuning import ConnectionTuner
 
 Buffer = mmap.mmap | bytearray
@@ -196,6 +197,33 @@ class SpanStream:
         self.requests += 1
         self._resp, self._pos, self._end = resp, first, last + 1
 
+    def _read(self, into: memoryview, on_bytes: Callable[[int], None]) -> int:
+        """Read exactly ``len(into)`` bytes straight into the part buffer.
+
+        Through the ``http.client`` response under urllib3's: its ``readinto`` lands the
+        bytes with one copy out of the kernel (or out of OpenSSL), where urllib3's own
+        makes a new ``bytes`` per read and copies it again (``bench/http_clients.py``).
+        That also keeps a megabyte of garbage per read and connection out of the peak
+        memory.  On a break, :class:`PartialRead` carries the count reached.
+        """
+        assert self._resp is not None
+        fp = getattr(self._resp, "_fp", None)
+        if not isinstance(fp, http.client.HTTPResponse):
+            return self._client._read_into(self._link, self._resp, into, on_bytes, self._pos)
+        filled, total = 0, into.nbytes
+        while filled < total:
+            if self._client.stop.is_set():
+                raise ServerError("interrupted", file=self._link.name)
+            try:
+                n = fp.readinto(into[filled : filled + min(CHUNK, total - filled)])
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                raise PartialRead(f"connection broke: {type(exc).__name__}", filled) from None
+            if not n:
+                raise PartialRead(f"body ended early at byte {self._pos + filled}", filled)
+            filled += n
+            on_bytes(n)
+        return filled
+
     def fill(
         self,
         start: int,
@@ -215,9 +243,7 @@ class SpanStream:
                 self._open(at, max(span_end(), start + into.nbytes) - 1)
             assert self._resp is not None
             try:
-                got = self._client._read_into(
-                    self._link, self._resp, into[filled:], on_bytes, self._pos
-                )
+                got = self._read(into[filled:], on_bytes)
             except PartialRead as exc:
                 filled += exc.filled
                 self._pos += exc.filled
