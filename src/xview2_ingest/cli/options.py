@@ -241,7 +241,11 @@ def check_destination(args: argparse.Namespace, *, creates: bool) -> None:
     text = dest_setting(args.dest)  # also refuses a URL that names no store
     if "://" in text:
         return
-    source = "--dest" if args.dest is not None else "XVIEW2_DEST"
+    source = (
+        "--dest"
+        if args.dest is not None
+        else ("XVIEW2_DEST" if os.environ.get("XVIEW2_DEST") else "the default destination")
+    )
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -252,8 +256,7 @@ def check_destination(args: argparse.Namespace, *, creates: bool) -> None:
     if not creates:
         raise UsageError(
             f"{source} {text} does not exist",
-            hint="check the name, or download into it first (`xview2 download --dest "
-            f"{text} ...`)",
+            hint=f"check the name; `xview2 download --dest {text} ...` creates it",
         )
     parent = next((p for p in path.absolute().parents if p.exists()), None)
     if parent is None or not parent.is_dir():
