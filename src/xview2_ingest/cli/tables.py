@@ -59,7 +59,7 @@ def fit(columns: Sequence[Column], width: int) -> list[tuple[Column, int]]:
 def render(title: str, columns: Sequence[Column], width: int) -> Group:
     """A title, a bold header and one line per row, in ``width`` columns."""
     layout = fit(columns, width)
-    lines = [Text(title, style="bold")]
+    lines = [Text(""), Text(title, style="bold")]
     rows = len(columns[0].cells) if columns else 0
     for r in range(-1, rows):
         line = Text(no_wrap=True, overflow="crop")
