@@ -45,7 +45,9 @@ def _write_catalog(cat, root: Path, path: Path) -> Path:  # type: ignore[no-unty
     return path
 
 
-def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_path: Path, write_catalog) -> None:  # type: ignore[no-untyped-def]
+def test_download_links_file_then_status(
+    server: SignedLinkServer, dataset, tmp_path: Path, write_catalog
+) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     links = tmp_path / "links.txt"
     links.write_text("# pasted from the download page\n" + server.links_text())
@@ -68,7 +70,9 @@ def test_download_links_file_then_status(server: SignedLinkServer, dataset, tmp_
     assert again.returncode == 0 and "2 skipped" in again.stderr and "0.0 MB" in again.stderr
 
 
-def test_links_from_stdin_and_env_dest(server: SignedLinkServer, dataset, tmp_path: Path, write_catalog) -> None:  # type: ignore[no-untyped-def]
+def test_links_from_stdin_and_env_dest(
+    server: SignedLinkServer, dataset, tmp_path: Path, write_catalog
+) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     cat = write_catalog(root, tmp_path / "cat.json")
     run = xview2(

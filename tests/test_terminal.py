@@ -191,9 +191,7 @@ def test_interrupt_is_reported_as_interrupted_not_failed(
     assert "interrupted" in text and "failed" not in text, text
 
 
-def test_ingest_status_and_stats_at_80_columns(
-    archives: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_ingest_status_and_stats_at_80_columns(archives: tuple[Path, Path], tmp_path: Path) -> None:
     src, cat = archives
     dest = tmp_path / "dest"
     with SignedLinkServer(src, faults=Faults(rate=4 * RATE)) as srv:
@@ -225,3 +223,33 @@ def test_ingest_status_and_stats_at_80_columns(
     assert "…" not in stats
     for header in ("pairs", "images", "pre bldgs", "post bldgs", "destroyed"):
         assert header in stats, stats
+
+
+def test_rate_window_never_exceeds_what_arrived_in_the_window() -> None:
+    from xview2_ingest.cli.progress import RateWindow
+
+    now = [0.0]
+    window = RateWindow(window=3.0, floor=1.0, clock=lambda: now[0])
+    now[0] = 0.01
+    window.add(50_000_000)  # a burst at the start (say, buffered bytes): not a speed
+    assert window.rate() <= 50_000_000 / 1.0
+    for _ in range(100):  # then a steady 1 MB every 0.1 s: 10 MB/s
+        now[0] += 0.1
+        window.add(1_000_000)
+    assert 9.6e6 <= window.rate() <= 10.4e6  # one sample more or less at the edge
+    now[0] += 10  # nothing arrives: the rate falls to 0, the mean stays
+    assert window.rate() == 0 and window.mean() > 0
+
+
+def test_plan_drops_columns_before_cutting_numbers() -> None:
+    from xview2_ingest.cli.progress import elide_middle, plan
+
+    wide = plan(200, name=34, size=14, rate=10, note=8)
+    assert (wide.name, wide.size, wide.rate, wide.eta, wide.note) == (34, 14, 10, 7, 8)
+    at80 = plan(80, name=34, size=14, rate=10, note=8)
+    assert at80.size == 14 and at80.rate == 10 and at80.eta == 7 and at80.bar >= 10
+    assert sum([at80.name, at80.size, at80.rate, at80.eta, at80.bar, at80.note]) + 5 <= 80
+    narrow = plan(40, name=34, size=14, rate=10, note=8)
+    assert narrow.size == 14 and narrow.bar == 0 and narrow.note == 0
+    assert (narrow.rate, narrow.eta) == (0, 0) and narrow.name + 1 + narrow.size <= 40
+    assert elide_middle("train_images_labels_targets.tar.gz", 20) == "train_ima…ts.tar.gz"

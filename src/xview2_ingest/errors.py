@@ -38,8 +38,7 @@ _MEANINGS = {
     ExitCode.FAILURE: "failure: checksum mismatch, server or destination error, ...",
     ExitCode.USAGE: "usage error: bad arguments or DEST, unreadable links or catalog",
     ExitCode.EXPIRED: "links expired: the message lists the files needing fresh links",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C): finished bytes are kept, the next run "
-    "resumes",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C): finished bytes are kept, the next run resumes",
     ExitCode.TERMINATED: "stopped by SIGTERM: finished bytes are kept, the next run resumes",
 }
 

@@ -105,10 +105,18 @@ def register(sub: Any) -> None:
         cmd_demo,
     )
     p.add_argument(
-        "--pairs", type=whole_number(), default=40, metavar="N", help="image pairs per split (default: 40)"
+        "--pairs",
+        type=whole_number(),
+        default=40,
+        metavar="N",
+        help="image pairs per split (default: 40)",
     )
     p.add_argument(
-        "--ttl", type=float, default=300, metavar="SECONDS", help="seconds the demo links live (default: 300)"
+        "--ttl",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="seconds the demo links live (default: 300)",
     )
     add_common(p)
 

@@ -64,7 +64,9 @@ class JsonLines:
                 return
             before = self._pending.get(event.name)
             done = event.done + (before.done if before else 0)
-            total = event.total if event.total is not None else (before and before.total)
+            total = event.total
+            if total is None and before is not None:
+                total = before.total
             self._pending[event.name] = Event("bytes", event.name, done, total)
             if time.monotonic() - self._flushed.get(event.name, 0.0) >= BYTES_INTERVAL:
                 self._flush(event.name)

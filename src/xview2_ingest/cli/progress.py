@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 

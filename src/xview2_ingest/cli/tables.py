@@ -92,7 +92,9 @@ def short_time(iso: str | None) -> str:
 def status_table(report: StatusReport, width: int) -> Group:
     files = report.files
     size = [
-        human_size(f.size) if f.size else (f"{human_size(f.bytes_done)} so far" if f.bytes_done else "")
+        human_size(f.size)
+        if f.size
+        else (f"{human_size(f.bytes_done)} so far" if f.bytes_done else "")
         for f in files
     ]
     columns = [
@@ -164,6 +166,10 @@ def stats_tables(stats: Any, width: int) -> Group:
         else:
             out.append(render(title, counts, width))
             label = Column(first, labels)
-            out.append(render(f"{title}: post-disaster buildings by damage", [label, *narrow], width))
-            out.append(render(f"{title}: share of post-disaster buildings", [label, *shares], width))
+            out.append(
+                render(f"{title}: post-disaster buildings by damage", [label, *narrow], width)
+            )
+            out.append(
+                render(f"{title}: share of post-disaster buildings", [label, *shares], width)
+            )
     return Group(*out)

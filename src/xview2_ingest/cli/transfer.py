@@ -20,7 +20,7 @@ from .options import (
 )
 from .session import Session
 from .tables import status_table
-from .ui import ask_fresh_links, err, show_expired, show_failures, show_unverified
+from .ui import ask_fresh_links, show_expired, show_failures, show_unverified
 
 
 def register(sub: Any) -> None:
@@ -107,4 +107,3 @@ def cmd_clean(args: argparse.Namespace) -> int:
         report = discarded[0]
         report.discarded = sum(r.discarded for r in discarded)
         return run.finish(report)
-

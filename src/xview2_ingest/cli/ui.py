@@ -129,7 +129,9 @@ class ProgressView:
                 row.total = event.total
                 row.completed = max(row.completed, event.done, event.total)
             note, row.note_style = _NOTES[event.kind]
-            row.note = event.detail if event.kind in ("published", "skipped") and event.detail else note
+            row.note = (
+                event.detail if event.kind in ("published", "skipped") and event.detail else note
+            )
             row.finished = event.kind != "verifying"
             if self._stage == "download":
                 downloads = [r for (stage, _), r in self._rows.items() if stage == "download"]
