@@ -252,4 +252,4 @@ def test_plan_drops_columns_before_cutting_numbers() -> None:
     narrow = plan(40, name=34, size=14, rate=10, note=8)
     assert narrow.size == 14 and narrow.bar == 0 and narrow.note == 0
     assert (narrow.rate, narrow.eta) == (0, 0) and narrow.name + 1 + narrow.size <= 40
-    assert elide_middle("train_images_labels_targets.tar.gz", 20) == "train_ima…ts.tar.gz"
+    assert elide_middle("train_images_labels_targets.tar.gz", 20) == "train_ima…ets.tar.gz"
