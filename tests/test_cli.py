@@ -301,3 +301,34 @@ def test_every_subcommand_has_a_description_and_the_exit_codes() -> None:
         assert "exit codes:" in text and "143" in text, name
         usage_end = text.index("\n\n")
         assert text[usage_end:].strip().split("\n")[0].strip(), name  # a description line
+
+
+def test_a_missing_bucket_is_said_once(
+    server: SignedLinkServer, moto_endpoint: str, tmp_path: Path
+) -> None:
+    links = tmp_path / "links.txt"
+    links.write_text(server.links_text())
+    run = xview2(
+        "download", "--links", str(links), "--dest", "s3://no-such-bucket/x",
+        "--endpoint-url", moto_endpoint, "--no-prompt",
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    assert "the bucket does not exist" in errors[0], errors
+
+
+def test_an_error_shared_by_several_files_is_said_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from xview2_ingest import DownloadReport, FileResult
+    from xview2_ingest.cli.ui import show_failures
+    from xview2_ingest.errors import DestinationError
+
+    def full(name: str) -> DestinationError:
+        return DestinationError("cannot write: the disk is full", file=name, hint="free space")
+
+    files = [FileResult(n, "failed", error=full(n)) for n in ("a.tar.gz", "b.tar.gz")]
+    show_failures(DownloadReport(files, "dest"))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "error: cannot write: the disk is full (free space); 2 files: a.tar.gz, b.tar.gz"
+    ]

@@ -156,12 +156,21 @@ _FINAL_NOTES = {
 
 
 def show_failures(report: Report) -> None:
-    """Every failed item's error, one line each (the report's items carry ``error``)."""
+    """Every failed item's error, one line each; one error shared by several files (a
+    destination that cannot be written, say) is said once, with the files named."""
     items = getattr(report, "files", None) or getattr(report, "archives", None) or []
+    shared: dict[tuple[str, str, str | None], list[str]] = {}
     for item in items:
         error = getattr(item, "error", None)
         if error is not None and getattr(item, "status", "failed") == "failed":
-            err(f"error: {error}")
+            key = (type(error).__name__, error.message, error.hint)
+            shared.setdefault(key, []).append(error.file or item.name)
+    for (_, message, hint), files in shared.items():
+        said = f"{message} ({hint})" if hint else message
+        if len(files) == 1:
+            err(f"error: {files[0]}: {said}")
+        else:
+            err(f"error: {said}; {len(files)} files: {', '.join(files)}")
 
 
 def show_expired(report: DownloadReport) -> None:
