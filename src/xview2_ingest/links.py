@@ -121,7 +121,7 @@ def _check_url(url: str, where: str) -> str:
         raise LinksFileError(
             f"not an http(s) URL: {redact(url) if parts.netloc else url[:60]!r}",
             file=where,
-            hint="each link must start with https://",
+            hint="each link must start with https:// or http://",
         )
     if not file_name_of(url):
         raise LinksFileError(

@@ -12,6 +12,11 @@ def open_store(dest: str, *, endpoint_url: str | None = None, max_connections: i
     if dest.startswith("s3://"):
         from .s3 import S3Store
 
+        if not dest[len("s3://") :].partition("/")[0]:
+            from ..errors import UsageError
+
+            raise UsageError(f"{dest!r} names no bucket", hint="use s3://bucket/prefix")
+
         return S3Store(dest, endpoint_url=endpoint_url, max_connections=max_connections)
     if "://" in dest:
         from ..errors import UsageError
