@@ -7,16 +7,20 @@ import os
 
 import pytest
 
-from xview2_ingest.stores import LocalStore, Store
+from xview2_ingest.stores import LocalStore, Store, open_store
 from xview2_ingest.stores.s3 import S3Store
 
 MiB = 1 << 20
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gcs", "azure"])
 def store(request, tmp_path) -> Store:  # type: ignore[no-untyped-def]
     if request.param == "local":
         return LocalStore(tmp_path / "dest")
+    if request.param == "gcs":
+        return open_store(f"gs://{request.getfixturevalue('gcs_bucket')}/pre/fix")
+    if request.param == "azure":
+        return open_store(f"az://{request.getfixturevalue('azure_container')}/pre/fix")
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = request.getfixturevalue("bucket")
     return S3Store(f"s3://{bucket}/pre/fix", endpoint_url=endpoint)

@@ -1,4 +1,4 @@
-"""Destinations behind one protocol: a local folder or ``s3://bucket/prefix``."""
+"""Destinations behind one protocol: a local folder, ``s3://``, ``gs://`` or ``az://``."""
 
 from __future__ import annotations
 
@@ -7,16 +7,27 @@ from .local import LocalStore
 
 
 def open_store(dest: str, *, endpoint_url: str | None = None, max_connections: int = 32) -> Store:
-    """The store for ``dest``: ``s3://bucket/prefix`` or a local folder."""
+    """The store for ``dest``: ``s3://bucket/prefix``, ``gs://bucket/prefix``,
+    ``az://container/prefix`` (also ``abfs[s]://container@ACCOUNT.dfs.core.windows.net/prefix``
+    and ``https://ACCOUNT.blob.core.windows.net/container/prefix``) or a local folder."""
     if dest.startswith("s3://"):
         from .s3 import S3Store
 
         return S3Store(dest, endpoint_url=endpoint_url, max_connections=max_connections)
+    if dest.startswith("gs://"):
+        from .gcs import GCSStore
+
+        return GCSStore(dest, endpoint_url=endpoint_url, max_connections=max_connections)
+    if dest.startswith(("az://", "abfs://", "abfss://")) or ".blob.core.windows.net/" in dest:
+        from .azure import AzureStore
+
+        return AzureStore(dest, endpoint_url=endpoint_url, max_connections=max_connections)
     if "://" in dest:
         from ..errors import UsageError
 
         raise UsageError(
-            f"unsupported destination {dest!r}", hint="use a folder or s3://bucket/prefix"
+            f"unsupported destination {dest!r}",
+            hint="use a folder, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix",
         )
     return LocalStore(dest)
 
