@@ -183,3 +183,91 @@ def test_spellings_and_missing_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(azure, "HAVE_SDK", False)
     with pytest.raises(UsageError, match=r"xview2-ingest\[azure\]"):
         open_store("az://c/p")
+
+
+class _FlakyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an emulator that answers every ``every``-th
+    write (PUT/POST) with one of ``codes`` in turn, as a busy service does, instead of
+    forwarding it."""
+
+    def __init__(self, target: str, codes: tuple[int, int], every: int = 3):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        self.refused = 0
+        self.writes = 0
+        lock = threading.Lock()
+        host, port = urlsplit(target).hostname, urlsplit(target).port
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command in ("PUT", "POST"):
+                    with lock:
+                        proxy.writes += 1
+                        refuse = proxy.writes % every == 0
+                        proxy.refused += refuse
+                    if refuse:
+                        code = codes[proxy.refused % 2]
+                        self.send_response(code)
+                        self.send_header("Content-Length", "0")
+                        self.send_header("Retry-After", "0")
+                        self.end_headers()
+                        return
+                conn = http.client.HTTPConnection(host, port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                reply = conn.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                dropped = ("transfer-encoding", "connection")
+                if self.command != "HEAD":  # a HEAD's length is the object's
+                    dropped += ("content-length",)
+                for k, v in reply.getheaders():
+                    if k.lower() not in dropped:
+                        self.send_header(k, v)
+                if self.command != "HEAD":
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_rate_limit_answers_are_retried(
+    cloud: str, monkeypatch: pytest.MonkeyPatch, gcs_endpoint: str, azurite: str
+) -> None:
+    """Every third write is refused as a busy service refuses it (GCS: 429 or 503; Azure
+    Storage: 503 ServerBusy or 500, it sends no 429): the upload still lands, whole."""
+    if cloud.startswith("gs://"):
+        proxy = _FlakyProxy(gcs_endpoint, (429, 503))
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    else:
+        target = azurite.split("BlobEndpoint=")[1].split("/devstoreaccount1")[0]
+        proxy = _FlakyProxy(target, (503, 500))
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.replace(target, proxy.url))
+    try:
+        store = open_store(cloud)
+        data = os.urandom(5 * MiB + 3)
+        publish(store, "busy.bin", data)
+        assert proxy.refused >= 2
+        assert store.read_bytes("busy.bin") == data
+    finally:
+        proxy.close()
