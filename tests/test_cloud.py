@@ -98,6 +98,12 @@ def test_gcs_publish_composes_in_rounds(gcs_bucket: str) -> None:
     size = store.compose("joined.bin", sources)
     assert store.read_bytes("joined.bin") == b"".join(bytes([i]) * (i + 1) for i in range(40))
     assert size == sum(range(1, 41))
+    # the fewest, smallest intermediates that bring a round down to 32 sources
+    plan = store._plan_round  # type: ignore[attr-defined]
+    runs, out = plan([(str(i), i) for i in range(64)])
+    assert [len(r) for _, r in runs] == [32, 2] and len(out) == 32
+    runs, out = plan([(str(i), i) for i in range(1024)])
+    assert [len(r) for _, r in runs] == [32] * 32 and len(out) == 32
 
 
 def test_publish_refuses_a_missing_part(cloud: str) -> None:
