@@ -277,3 +277,11 @@ def test_rate_limit_answers_are_retried(
         assert store.read_bytes("busy.bin") == data
     finally:
         proxy.close()
+
+
+def test_an_empty_file_publishes(cloud: str) -> None:
+    store = open_store(cloud)
+    upload = store.open_upload("empty.bin", 0, store.min_part_size)
+    assert upload.done_parts() == set()
+    upload.publish()
+    assert store.size_of("empty.bin") == 0 and store.pending_uploads() == []

@@ -407,6 +407,9 @@ class GCSStore:
         bytes a server copies while composing (fake-gcs-server copies them all) stay near
         the file's own size.  Each source is pinned to its generation where known.
         """
+        if not sources:  # an empty file: nothing to compose
+            self.put_part(key, b"")
+            return 0
         made: list[str] = []
         try:
             while len(sources) > COMPOSE_MAX:
@@ -580,9 +583,6 @@ class GCSStore:
             if blob is None:
                 raise DestinationError(f"cannot assemble {name}: {source} is missing", file=name)
             pinned.append((blob.name, int(blob.generation)))
-        if not pinned:
-            self.write_bytes(name, b"")
-            return 0
         scratch = self._work(f"compose/{uuid.uuid4().hex[:16]}-")
         try:
             return self.compose_keys(self.key_of(name), pinned, scratch=scratch, workers=workers)
