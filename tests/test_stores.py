@@ -25,6 +25,7 @@ from xview2_ingest.stores import (
     Store,
     Upload,
     base,
+    open_store,
 )
 from xview2_ingest.stores.s3 import S3Store
 
@@ -36,7 +37,14 @@ STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
         f"s3://{request.getfixturevalue('bucket')}/pre/fix",
         endpoint_url=request.getfixturevalue("moto_endpoint"),
     ),
+    "gcs": lambda request, tmp_path: open_store(
+        f"gs://{request.getfixturevalue('gcs_bucket')}/pre/fix"
+    ),
+    "azure": lambda request, tmp_path: open_store(
+        f"az://{request.getfixturevalue('azure_container')}/pre/fix"
+    ),
 }
+
 
 
 @pytest.fixture(params=list(STORES))

@@ -108,7 +108,7 @@ def dest_setting(dest: str | os.PathLike[str] | None) -> str:
     if dest is not None:
         text = os.fspath(dest)
         if not text:
-            raise UsageError("--dest is empty", hint="give a folder or s3://bucket/prefix")
+            raise UsageError("--dest is empty", hint=DEST_HINT)
         check_dest_url(text, "--dest")
         return text
     text = os.environ.get("XVIEW2_DEST") or DEFAULT_DEST
@@ -116,20 +116,27 @@ def dest_setting(dest: str | os.PathLike[str] | None) -> str:
     return text
 
 
+DEST_HINT = "give a folder, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+
+
 def check_dest_url(dest: str, source: str) -> None:
     """Refuse a destination URL that cannot name a store; folders pass unchanged."""
     scheme, sep, rest = dest.partition("://")
     if not sep:
         return
-    if scheme != "s3":
-        raise UsageError(
-            f"{source} {dest!r}: unsupported kind of destination",
-            hint="give a folder or s3://bucket/prefix",
-        )
+    if scheme == "https" and ".blob.core.windows.net/" in dest:
+        scheme, rest = "az", rest.partition("/")[2]
+    elif scheme in ("abfs", "abfss"):
+        scheme, rest = "az", rest.partition("@")[0] + "/" + rest.partition("/")[2]
+    if scheme not in ("s3", "gs", "az"):
+        raise UsageError(f"{source} {dest!r}: unsupported kind of destination", hint=DEST_HINT)
     bucket = rest.partition("/")[0]
+    word = "container" if scheme == "az" else "bucket"
     if not bucket:
-        raise UsageError(f"{source} {dest!r} names no bucket", hint="use s3://bucket/prefix")
-    if not S3_BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"{source} {dest!r} names no {word}", hint=f"use {scheme}://{word}/prefix"
+        )
+    if scheme == "s3" and not S3_BUCKET.fullmatch(bucket):
         raise UsageError(
             f"{source} {dest!r}: {bucket!r} is not a valid bucket name",
             hint="bucket names have 3 to 63 lowercase letters, digits, dots or hyphens",
