@@ -156,14 +156,28 @@ def status(
     return StatusReport(store.url, out, pending)
 
 
+def clean_names(
+    dest: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    *,
+    endpoint_url: str | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    """Abort this tool's unfinished uploads and drop its partial files (all, or of
+    ``name``); return their names.  ``dry_run`` only lists them.  Uploads another tool
+    started at the destination are never touched."""
+    store = open_destination(dest, endpoint_url=endpoint_url)
+    return [pending.name for pending in store.abort_pending(name, dry_run=dry_run)]
+
+
 def clean(
     dest: str | os.PathLike[str] | None = None,
     name: str | None = None,
     *,
     endpoint_url: str | None = None,
 ) -> int:
-    """Abort unfinished uploads and drop partial files (all, or of ``name``)."""
-    return open_destination(dest, endpoint_url=endpoint_url).discard_pending(name)
+    """Abort unfinished uploads and drop partial files (all, or of ``name``); how many."""
+    return len(clean_names(dest, name, endpoint_url=endpoint_url))
 
 
 def links_from(
