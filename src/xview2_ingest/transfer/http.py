@@ -414,8 +414,9 @@ class HttpClient:
                     raise ServerError(
                         f"{exc} (tried {attempt + 1} times in {elapsed:.0f}s)",
                         file=link.name,
-                        hint="check that the server is up and the link's host and port (and "
-                        "any HTTPS_PROXY/HTTP_PROXY/NO_PROXY) are right, then run again",
+                        hint="check that the server is up, that the link's host and port "
+                        "are right, and any HTTPS_PROXY/HTTP_PROXY/NO_PROXY setting; then "
+                        "run again",
                     ) from None
                 if attempt + 1 >= self.policy.attempts or self.stop.is_set():
                     raise ServerError(
