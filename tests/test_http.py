@@ -158,8 +158,14 @@ def proxied_requests(log_path: Path, server: SignedLinkServer) -> int:
 
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
 def test_requests_go_through_the_proxy(  # type: ignore[no-untyped-def]
-    payload, tmp_path: Path, tinyproxy, monkeypatch: pytest.MonkeyPatch, variable: str
+    payload,
+    tmp_path: Path,
+    tinyproxy,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     root, data = payload
     port, log_path = tinyproxy
     monkeypatch.setenv(
@@ -170,6 +176,9 @@ def test_requests_go_through_the_proxy(  # type: ignore[no-untyped-def]
         seen = proxied_requests(log_path, srv)
     assert result.status == "verified", result.error
     assert seen >= 2  # the probe and the ranges all went through the proxy
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"through the proxy http://127.0.0.1:{port}" in m for m in messages)
+    assert not any("Signature" in m for m in messages)  # proxied request lines are absolute
 
 
 def test_no_proxy_bypasses_the_proxy(  # type: ignore[no-untyped-def]
