@@ -105,7 +105,8 @@ def _key_problem(name: str, key: str) -> str | None:
         return "the name is empty"
     if name.startswith("/"):
         return "the name is absolute"
-    if any(segment in ("", ".", "..") for segment in key.split("/")):
+    segments = key.removesuffix("/").split("/")  # "folder/" is a listing prefix
+    if any(segment in ("", ".", "..") for segment in segments):
         return "a path segment is empty, '.' or '..'"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
         return "it holds a control character"
@@ -331,9 +332,9 @@ class S3Store:
         """The object key of ``name``, refused unless it stays under the prefix.
 
         S3 takes ``..`` literally, but tools that mirror a bucket to disk do not: a key
-        ``prefix/../victim`` lands outside.  So no segment may be empty, ``.`` or ``..``,
-        the name may not start with ``/`` or hold control characters, and the whole key
-        must fit S3's 1,024 bytes.
+        ``prefix/../victim`` lands outside.  So no segment may be empty (but for a final
+        ``/`` of a folder prefix), ``.`` or ``..``, the name may not start with ``/`` or
+        hold control characters, and the whole key must fit S3's 1,024 bytes.
         """
         key = f"{self.prefix}/{name}" if self.prefix else name
         problem = _key_problem(name, key)
