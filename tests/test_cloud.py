@@ -168,9 +168,9 @@ def test_clean_discards_only_the_tools_own_leftovers(cloud: str) -> None:
         upload.close()
     pending = status(cloud).pending
     assert sorted((p.name, p.parts_done) for p in pending) == [("dir/one.bin", 1), ("two.bin", 1)]
-    assert clean(cloud, "two.bin").discarded == 1
+    assert clean(cloud, "two.bin").discarded == ["two.bin"]
     assert [p.name for p in status(cloud).pending] == ["dir/one.bin"]
-    assert clean(cloud).discarded == 1
+    assert len(clean(cloud).discarded) == 1
     assert status(cloud).pending == []
     assert dict(store.list_files()) == {"keep/published.bin": 4}
 

@@ -46,7 +46,6 @@ STORES: dict[str, Callable[[pytest.FixtureRequest, Path], Store]] = {
 }
 
 
-
 @pytest.fixture(params=list(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     return STORES[request.param](request, tmp_path)
@@ -109,7 +108,8 @@ def test_abort_and_discard_leave_nothing(store: Store) -> None:
     other.write_part(0, parts_of(data, part)[0])
     other.checkpoint({})
     other.close()
-    assert store.discard_pending() == 1
+    assert [p.name for p in store.abort_pending(dry_run=True)] == ["y.bin"]
+    assert [p.name for p in store.abort_pending()] == ["y.bin"]
     assert store.pending_uploads() == []
 
 

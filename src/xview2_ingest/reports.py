@@ -210,7 +210,9 @@ class CleanReport:
     """What :func:`~xview2_ingest.clean` discarded."""
 
     dest: str
-    discarded: int
+    discarded: list[str] = field(default_factory=list)
+    """Names of the unfinished transfers discarded (or, in a dry run, to be discarded)."""
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -221,13 +223,17 @@ class CleanReport:
         return ExitCode.OK
 
     def summary(self) -> str:
-        return f"discarded {unfinished_words(self.dest, self.discarded)} at {self.dest}"
+        verb = "would discard" if self.dry_run else "discarded"
+        words = unfinished_words(self.dest, len(self.discarded))
+        names = f": {', '.join(self.discarded)}" if self.discarded else ""
+        return f"{verb} {words} at {self.dest}{names}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dest": self.dest,
             "ok": self.ok,
             "exit_code": int(self.exit_code),
+            "dry_run": self.dry_run,
             "discarded": self.discarded,
         }
 

@@ -133,9 +133,7 @@ def check_dest_url(dest: str, source: str) -> None:
     bucket = rest.partition("/")[0]
     word = "container" if scheme == "az" else "bucket"
     if not bucket:
-        raise UsageError(
-            f"{source} {dest!r} names no {word}", hint=f"use {scheme}://{word}/prefix"
-        )
+        raise UsageError(f"{source} {dest!r} names no {word}", hint=f"use {scheme}://{word}/prefix")
     if scheme == "s3" and not S3_BUCKET.fullmatch(bucket):
         raise UsageError(
             f"{source} {dest!r}: {bucket!r} is not a valid bucket name",

@@ -59,6 +59,9 @@ def register(sub: Any) -> None:
         cmd_clean,
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="only these files (default: all)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be discarded; discard nothing"
+    )
     add_common(p)
 
 
@@ -100,10 +103,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     check_destination(args, creates=False)
     with Session(args, view=False) as run:
-        discarded = [
-            api.clean(args.dest, name, endpoint_url=args.endpoint_url)
-            for name in (args.names or [None])
-        ]
-        report = discarded[0]
-        report.discarded = sum(r.discarded for r in discarded)
+        report = api.clean(
+            args.dest, args.names or None, endpoint_url=args.endpoint_url, dry_run=args.dry_run
+        )
         return run.finish(report)

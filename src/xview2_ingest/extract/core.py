@@ -394,4 +394,3 @@ class Extractor:
         )
         result.assembled = True
         log.info("assembled %s (%d bytes) from its six parts", GEOTIFF_ARCHIVE, size)
-

@@ -453,11 +453,21 @@ class AzureStore:
             )
         return out
 
-    def discard_pending(self, name: str | None = None) -> int:
+    def abort_pending(
+        self, name: str | None = None, *, dry_run: bool = False
+    ) -> list[PendingUpload]:
+        """Drop this tool's staged blocks and resume state (all, or of ``name``); return
+        what was discarded.  ``dry_run`` only lists it."""
+        pending = [p for p in self.pending_uploads() if name is None or p.name == name]
+        if not dry_run:
+            self._discard({p.name for p in pending})
+        return pending
+
+    def _discard(self, names: set[str]) -> int:
         count = 0
         for item in self._states():
             found = self._name_of_state(item.name)
-            if not item.name.endswith(".json") or (name is not None and found != name):
+            if not item.name.endswith(".json") or found not in names:
                 continue
             record = self.get_json(self._rel(item.name)) or {}
             size, part = record.get("size"), record.get("part_size")

@@ -550,10 +550,20 @@ class GCSStore:
             )
         return out
 
-    def discard_pending(self, name: str | None = None) -> int:
+    def abort_pending(
+        self, name: str | None = None, *, dry_run: bool = False
+    ) -> list[PendingUpload]:
+        """Delete this tool's part objects and resume state (all, or of ``name``); return
+        what was discarded.  ``dry_run`` only lists it."""
+        pending = [p for p in self.pending_uploads() if name is None or p.name == name]
+        if not dry_run:
+            self._discard({p.name for p in pending})
+        return pending
+
+    def _discard(self, names: set[str]) -> int:
         count = 0
         for found, entry in self._leftovers().items():
-            if name is not None and found != name:
+            if found not in names:
                 continue
             keys = [b.name for b in entry["parts"]]
             if entry["state"] is not None:
