@@ -445,7 +445,10 @@ class TransferEngine:
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
         self.http = HttpClient(
-            self.options.max_connections, self.options.retry, ca_bundle=self.options.ca_bundle
+            self.options.max_connections,
+            self.options.retry,
+            self.progress,
+            ca_bundle=self.options.ca_bundle,
         )
         self.connections = threading.Semaphore(self.options.max_connections)
         self.checkpoints = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xview2-state")
