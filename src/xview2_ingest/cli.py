@@ -18,6 +18,7 @@ from .errors import ExitCode, UsageError, XView2Error
 from .events import Event
 from .links import Link, parse_links_text, read_links
 from .reports import DownloadReport
+from .transfer.stopping import graceful_signals
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     command = {**COMMANDS, **DATASET_COMMANDS}[args.command]
     try:
-        return command(args)
+        with graceful_signals():  # first Ctrl-C/SIGTERM stops cleanly, a second at once
+            return command(args)
     except XView2Error as exc:
         _err(f"error: {exc}")
         return exc.exit_code
