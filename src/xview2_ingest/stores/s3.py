@@ -352,7 +352,7 @@ class S3Upload:
 
 class S3Store:
     min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
-    default_part_size = 16 * MiB
+    default_part_size = 5 * MiB
     max_parts = 10_000
     # Hashed parts cannot be read back from an open multipart upload: checkpoint each one
     # (to the local copy; to the bucket every REMOTE_STATE_INTERVAL seconds).

@@ -178,10 +178,28 @@ class FileTransfer:
         self.upload: Upload | None = None
         self.remote: Remote | None = None
         self.part_size = 0
+        connections = engine.options.connections
+        self._outstanding = threading.Semaphore(connections + max(2, connections // 4))
+        """Parts of this file in memory (fetching, being written, waiting for the digest):
+        what a kill loses.  Without this bound a store slower than the source would let
+        fetched parts pile up to the whole memory budget."""
         self._done: set[int] = set()  # parts persisted when this run began
         self._kept: dict[int, int] = {}  # bytes of unhashed parts the store can give back
 
     # -- helpers -----------------------------------------------------------------
+    def _take(self, index: int) -> Buffer | None:
+        """A buffer for part ``index``, within this file's and the run's bounds."""
+        if not _acquire(self._outstanding, self._cancelled):
+            return None
+        buf = self.engine.pool.acquire(self._part_len(index), self._cancelled)
+        if buf is None:
+            self._outstanding.release()
+        return buf
+
+    def _give(self, buf: Buffer) -> None:
+        self.engine.pool.release(buf)
+        self._outstanding.release()
+
     def _emit(self, kind: Any, **kw: Any) -> None:
         self.engine.progress(Event(kind, self.name, **kw))
 
@@ -383,20 +401,20 @@ class FileTransfer:
         for index, (buf, view) in waiting:
             if not isinstance(self._error, ContentError):
                 self._keep(index, view)
-            self.engine.pool.release(buf)
+            self._give(buf)
 
     def _fetch_ranges(self, indices: Sequence[int]) -> None:
         engine = self.engine
         slots = threading.Semaphore(engine.options.connections)
         futures: list[Future[None]] = []
         for index in indices:
-            buf = engine.pool.acquire(self._part_len(index), self._cancelled)
+            buf = self._take(index)
             if buf is None:
                 break
             if not _acquire(slots, self._cancelled) or not _acquire(
                 engine.connections, self._cancelled
             ):
-                engine.pool.release(buf)
+                self._give(buf)
                 break
             futures.append(engine.executor.submit(self._part, index, buf, slots))
         for future in futures:
@@ -430,14 +448,14 @@ class FileTransfer:
             release_connection()
             self._complete(index, buf, view)
         except _Skip:
-            self.engine.pool.release(buf)
+            self._give(buf)
         except XView2Error as exc:
             self._fail(exc)
-            self.engine.pool.release(buf)
+            self._give(buf)
         except Exception as exc:
             log.exception("part %d of %s", index, self.name)
             self._fail(XView2Error(f"unexpected error in part {index}: {exc!r}", file=self.name))
-            self.engine.pool.release(buf)
+            self._give(buf)
         finally:
             release_connection()
 
@@ -450,7 +468,7 @@ class FileTransfer:
 
         try:
             for index in indices:
-                buf = self.engine.pool.acquire(self._part_len(index), self._cancelled)
+                buf = self._take(index)
                 if buf is None:
                     return
                 view = memoryview(buf)[: self._part_len(index)]
@@ -460,7 +478,7 @@ class FileTransfer:
                     self._land(index, view, fetch, keep_on_failure=False)
                 except XView2Error as exc:
                     self._fail(exc)
-                    self.engine.pool.release(buf)
+                    self._give(buf)
                     return
                 self._complete(index, buf, view)
         finally:
@@ -489,7 +507,7 @@ class FileTransfer:
                 digest.update(part_view)
             with self._lock:
                 self.hashed += 1
-            self.engine.pool.release(part_buf)
+            self._give(part_buf)
             self._checkpoint()
 
     def _checkpoint(self, force: bool = False) -> None:
