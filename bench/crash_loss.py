@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from common import S3_ENV, WORK, MiB, Moto, fresh_dir, make_file
-
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 
 PROBE_BYTES = 2  # every run's probe asks for two bytes
