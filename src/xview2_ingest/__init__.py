@@ -46,6 +46,7 @@ from .reports import (
     Report,
     StatusReport,
 )
+from .transfer.stopping import graceful_signals
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -76,6 +77,7 @@ __all__ = [
     "demo",
     "download",
     "extract",
+    "graceful_signals",
     "ingest",
     "load_catalog",
     "open_destination",

@@ -64,6 +64,9 @@ class FileResult:
     """Bytes received over the network for this file in this run."""
     bytes_resumed: int = 0
     """Bytes that an earlier run had already landed and that were not fetched again."""
+    bytes_kept: int = 0
+    """For a file that did not finish: bytes kept for the next run, which it will not
+    fetch again (hashed parts, parts and pieces of parts the store can give back)."""
     seconds: float = 0.0
     error: XView2Error | None = None
 
@@ -108,20 +111,25 @@ class DownloadReport:
     def bytes_fetched(self) -> int:
         return sum(f.bytes_fetched for f in self.files)
 
+    @property
+    def bytes_kept(self) -> int:
+        """Bytes kept for the next run by the files that did not finish."""
+        return sum(f.bytes_kept for f in self.files if not f.ok)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dest": self.dest,
             "ok": self.ok,
             "exit_code": int(self.exit_code),
             "peak_buffer_bytes": self.peak_buffer_bytes,
+            "bytes_kept": self.bytes_kept,
             "files": [f.to_dict() for f in self.files],
         }
 
     @property
     def exit_code(self) -> int:
         codes = [f.error.exit_code if f.error else ExitCode.FAILURE for f in self.failed]
-        if self.interrupted:
-            codes.append(ExitCode.INTERRUPTED)
+        codes += [f.error.exit_code if f.error else ExitCode.INTERRUPTED for f in self.interrupted]
         if codes:
             return max(codes)
         if self.expired:
@@ -136,10 +144,27 @@ class DownloadReport:
         seconds = max((f.seconds for f in self.files), default=0.0)
         mb = self.bytes_fetched / 1e6
         rate = f", {mb / seconds:.1f} MB/s" if seconds > 0 and mb else ""
+        unfinished = [f for f in self.files if not f.ok]
+        kept = ""
+        if unfinished:
+            total = sum(f.size or 0 for f in unfinished)
+            kept = (
+                f"; kept {human_bytes(self.bytes_kept)} of {human_bytes(total)}"
+                "; run again to resume"
+            )
         return (
             f"{len(self.files)} file(s): {', '.join(parts) or 'nothing to do'}; "
-            f"{mb:,.1f} MB fetched in {seconds:.1f}s{rate} -> {self.dest}"
+            f"{mb:,.1f} MB fetched in {seconds:.1f}s{rate} -> {self.dest}{kept}"
         )
+
+
+def human_bytes(n: int) -> str:
+    """412 MB, 1.0 GB: decimal units, as transfer rates are given."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{n} bytes"
 
 
 def failure_of(error: XView2Error) -> Status:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..settings import check_dest_url
-from .base import Composer, Copier, LocalFiles, PendingUpload, RangeReader, Store, Upload
+from .base import Composer, Copier, Exclusive, LocalFiles, PendingUpload, RangeReader, Store, Upload
 from .errors import os_error
 from .local import LocalStore
 
@@ -34,6 +34,7 @@ def open_store(dest: str, *, endpoint_url: str | None = None, max_connections: i
 __all__ = [
     "Composer",
     "Copier",
+    "Exclusive",
     "LocalFiles",
     "LocalStore",
     "PendingUpload",
