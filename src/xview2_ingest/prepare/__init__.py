@@ -15,14 +15,30 @@ and returns a report with ``ok``, ``exit_code``, ``summary()`` and ``to_dict()``
 
 from __future__ import annotations
 
+from .bands import BANDS_FILE, BandStats, BandStatsReport, band_stats
+from .layout import KINDS, LayoutReport, make_layout
+from .pixels import PixelsReport, count_pixels
 from .raster import IGNORE, UNCLASSIFIED_DEFAULT, MaskRule, MissingDependencyError
+from .splits import SPLITS_FILE, SplitsReport, make_splits
 from .targets import TargetsReport, make_targets
 
 __all__ = [
+    "BANDS_FILE",
     "IGNORE",
+    "KINDS",
+    "SPLITS_FILE",
     "UNCLASSIFIED_DEFAULT",
+    "BandStats",
+    "BandStatsReport",
+    "LayoutReport",
     "MaskRule",
     "MissingDependencyError",
+    "PixelsReport",
+    "SplitsReport",
     "TargetsReport",
+    "band_stats",
+    "count_pixels",
+    "make_layout",
+    "make_splits",
     "make_targets",
 ]
