@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
 import shutil
 import tarfile
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -72,7 +74,15 @@ def irregular_tier3(dest: Path, seed: int, pairs: int = 12) -> None:
         polygons = [star(rng) for _ in range(n)]
         for phase in ("pre", "post"):
             kinds = [rng.choice(subtypes) if phase == "post" else None for _ in uids]
-            doc = label(rng, "joplin-tornado", "tornado", i, phase, list(zip(uids, kinds)), SIZE)
+            doc = label(
+                rng,
+                "joplin-tornado",
+                "tornado",
+                i,
+                phase,
+                list(zip(uids, kinds, strict=True)),
+                SIZE,
+            )
             for feature, points in zip(doc["features"]["xy"], polygons, strict=True):  # type: ignore[index]
                 feature["wkt"] = wkt(points)
             name = f"joplin-tornado_{i:08d}_{phase}_disaster.json"
@@ -109,7 +119,7 @@ def plain_pil(doc: dict, phase: str) -> tuple[np.ndarray, np.ndarray]:
     for f, value in zip(doc["features"]["xy"], expected_values(doc, phase), strict=True):
         pts = np.rint(ring(f["wkt"]))
         draw.polygon([(int(x), int(y)) for x, y in pts], fill=value)
-        for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:], strict=True):
+        for (x0, y0), (x1, y1) in pairwise(pts):
             dx, dy = x1 - x0, y1 - y0
             t = np.clip(((xx - x0) * dx + (yy - y0) * dy) / max(dx * dx + dy * dy, 1e-12), 0, 1)
             dist = np.minimum(dist, np.hypot(xx - (x0 + t * dx), yy - (y0 + t * dy)))
@@ -250,7 +260,7 @@ def test_band_stats_are_exact_and_reused(tmp_path: Path) -> None:
     for i in range(5):
         rgb = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
         pixels.append(rgb.reshape(-1, 3))
-        ok, png = cv2.imencode(".png", rgb[:, :, ::-1])  # OpenCV writes BGR
+        _, png = cv2.imencode(".png", rgb[:, :, ::-1])  # OpenCV writes BGR
         (folder / f"joplin-tornado_{i:08d}_pre_disaster.png").write_bytes(png.tobytes())
     everything = np.concatenate(pixels).astype(np.float64)
     report = band_stats(tmp_path, workers=2)
@@ -272,7 +282,7 @@ def test_stats_with_bands(fresh: Path) -> None:
 def test_png_writer_round_trips() -> None:
     mask = np.random.default_rng(3).integers(0, 6, (33, 47), dtype=np.uint8)
     assert np.array_equal(decode_png(encode_png(mask)), mask)
-    assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(encode_png(mask)))), mask)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(mask)))), mask)
 
 
 def upload(s3, bucket: str, root: Path, prefix: str) -> None:  # type: ignore[no-untyped-def]
@@ -296,9 +306,7 @@ def test_targets_and_pixels_on_s3(tree: Path, s3, bucket: str, moto_endpoint: st
     build_index(dest, endpoint_url=moto_endpoint, workers=1)
     pixels = count_pixels(dest, endpoint_url=moto_endpoint, workers=2)
     assert pixels.ok and pixels.from_record == 20 and pixels.decoded == 24
-    local = tree.parent / "s3-copy"
     for key in sorted(keys)[:4]:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         mask = decode_png(body)
         assert set(np.unique(mask).tolist()) <= {0, 1, 2, 3, 4}
-    del local
