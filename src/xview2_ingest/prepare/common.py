@@ -13,6 +13,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import DestinationError, XView2Error
@@ -59,11 +60,20 @@ def present_splits(store: Store, wanted: Iterable[str] | None = None) -> list[st
     return [s for s in (wanted or SPLITS) if listing(store, f"{s}/labels")]
 
 
+def local_path(store: LocalFiles, name: str) -> Path:
+    """The path of ``name`` in a local store; names of plain relative parts are joined
+    directly (``path_of`` resolves links, which costs more than the write itself)."""
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or "" in parts:
+        return store.path_of(name)
+    return store.root / name
+
+
 def read_file(store: Store, name: str) -> bytes:
     """A whole file; :class:`DestinationError` when it is missing."""
     if isinstance(store, LocalFiles):
         try:
-            with open(store.path_of(name), "rb") as fh:
+            with open(local_path(store, name), "rb") as fh:
                 return fh.read()
         except OSError as exc:
             raise DestinationError(f"cannot read: {exc.strerror or exc}", file=name) from None
@@ -80,12 +90,20 @@ def publish_file(store: Store, name: str, data: bytes) -> None:
     if not isinstance(store, LocalFiles):
         store.write_bytes(name, data)
         return
-    path = store.path_of(name)
+    path = local_path(store, name)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -108,21 +108,38 @@ Rings = list[np.ndarray]
 def label_polygons(label: LabelFile) -> list[Rings]:
     """The pixel polygons of a label, one list of rings per building (MultiPolygon parts
     are flattened into one building's rings).  Raises ``ValueError`` on bad WKT."""
-    parsed = parse_polygons(label.pixel_wkt)
-    if parsed.errors:
-        i, reason = min(parsed.errors.items())
-        raise ValueError(f"bad WKT in features.xy (uid {label.uids[i]}): {reason}")
-    out: list[Rings] = []
-    for i in range(parsed.n):
-        if i in parsed.slow:
-            _, polys = parsed.slow[i]
-            out.append([np.asarray(r, dtype=np.float64) for rings in polys for r in rings])
-            continue
-        start, count = int(parsed.starts[i]), int(parsed.counts[i])
-        xy = np.empty((count, 2), dtype=np.float64)
-        xy[:, 0] = parsed.xs[start : start + count]
-        xy[:, 1] = parsed.ys[start : start + count]
-        out.append([xy])
+    found = polygons_of([label])[0]
+    if isinstance(found, ValueError):
+        raise found
+    return found
+
+
+def polygons_of(labels: Sequence[LabelFile]) -> list[list[Rings] | ValueError]:
+    """:func:`label_polygons` of many labels, parsed together (the WKT parser has a
+    fixed cost per call, so one call per batch of labels is several times faster)."""
+    strings = [w for label in labels for w in label.pixel_wkt]
+    parsed = parse_polygons(strings)
+    out: list[list[Rings] | ValueError] = []
+    i = 0
+    for label in labels:
+        buildings: list[Rings] = []
+        error: ValueError | None = None
+        for uid in label.uids:
+            if i in parsed.errors and error is None:
+                error = ValueError(f"bad WKT in features.xy (uid {uid}): {parsed.errors[i]}")
+            elif i in parsed.slow:
+                _, polys = parsed.slow[i]
+                buildings.append(
+                    [np.asarray(r, dtype=np.float64) for rings in polys for r in rings]
+                )
+            else:
+                start, count = int(parsed.starts[i]), int(parsed.counts[i])
+                xy = np.empty((count, 2), dtype=np.float64)
+                xy[:, 0] = parsed.xs[start : start + count]
+                xy[:, 1] = parsed.ys[start : start + count]
+                buildings.append([xy])
+            i += 1
+        out.append(error if error is not None else buildings)
     return out
 
 
@@ -184,12 +201,18 @@ def label_mask(label: LabelFile, rule: MaskRule) -> np.ndarray:
 
 
 def label_masks(
-    label: LabelFile, rule: MaskRule, *, localization: bool = False
+    label: LabelFile,
+    rule: MaskRule,
+    *,
+    localization: bool = False,
+    buildings: list[Rings] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The target mask of one parsed label under ``rule`` and, with ``localization``,
-    a 0/1 footprint of all its buildings (un-classified ones included)."""
+    a 0/1 footprint of all its buildings (un-classified ones included).  ``buildings``:
+    the label's polygons when already parsed (:func:`polygons_of`)."""
     phase, shape = label.ref.phase, label_size(label)
-    buildings = label_polygons(label)
+    if buildings is None:
+        buildings = label_polygons(label)
     values = [rule.value(phase, s) for s in label.subtypes]
     mask = rasterise(buildings, values, shape, border=rule.border)
     if not localization:

@@ -28,7 +28,7 @@ from typing import Any
 from ..config import dest_setting
 from ..errors import ExitCode, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
-from ..index.labels import SPLITS, LabelError, parse_label_path, read_label
+from ..index.labels import SPLITS, LabelError, LabelFile, parse_label_path, read_label
 from ..stores import Store, open_store
 from . import raster
 from .common import (
@@ -313,7 +313,7 @@ def _do_task(store: Store, task: Task) -> list[dict[str, Any]]:
 
     contents = map_io(read, items, store)
     outcomes: list[dict[str, Any]] = []
-    writes: list[tuple[str, bytes]] = []
+    parsed: list[tuple[str, str, LabelFile]] = []
     for (label, entry), data in zip(items, contents, strict=True):
         if isinstance(data, Exception):
             outcomes.append({"status": "failed", "label": label, "reason": str(data)})
@@ -323,10 +323,16 @@ def _do_task(store: Store, task: Task) -> list[dict[str, Any]]:
             outcomes.append({"status": "unchanged", "label": label})
             continue
         try:
-            made = _make_one(label, data, rule, separate)
-        except (LabelError, ValueError) as exc:
+            parsed.append((label, digest, read_label(parse_label_path(label), data)))
+        except LabelError as exc:
             outcomes.append({"status": "failed", "label": label, "reason": str(exc)})
+    writes: list[tuple[str, bytes]] = []
+    polygons = raster.polygons_of([p[2] for p in parsed])
+    for (label, digest, doc), buildings in zip(parsed, polygons, strict=True):
+        if isinstance(buildings, ValueError):
+            outcomes.append({"status": "failed", "label": label, "reason": str(buildings)})
             continue
+        made = _make_one(label, doc, buildings, rule, separate)
         entry = made.entry | {"label_sha1": digest, "rule": key}
         writes.extend(made.files)
         outcomes.append(
@@ -357,10 +363,17 @@ class _Made:
     entry: dict[str, Any]
 
 
-def _make_one(label: str, data: bytes, rule: raster.MaskRule, separate: bool) -> _Made:
-    parsed = read_label(parse_label_path(label), data)
+def _make_one(
+    label: str,
+    parsed: LabelFile,
+    buildings: list[raster.Rings],
+    rule: raster.MaskRule,
+    separate: bool,
+) -> _Made:
     post = parsed.ref.phase == "post"
-    mask, footprint = raster.label_masks(parsed, rule, localization=separate and post)
+    mask, footprint = raster.label_masks(
+        parsed, rule, localization=separate and post, buildings=buildings
+    )
     png = raster.encode_png(mask)
     name = target_name(label)
     entry: dict[str, Any] = {
