@@ -7,7 +7,7 @@ split that lacks them, or on request for any split.
 Resumable: ``index/targets/{split}.json`` records, for every target made, the SHA-1 of
 the label it was made from, the rule, and the target's size, SHA-1 and pixel counts.  A
 rerun reads each label again and skips the targets whose record still matches (same
-label bytes, same rule, same size in place); the record is saved every few seconds and
+label bytes, same rule, same size in place); the record is saved every 30 seconds and
 when a run stops, and only lists targets that are durable (a local destination is synced
 first).  Every target is published whole: a temporary file renamed into place, or one
 PUT on an object store.  Shipped targets (present but not in the record) are left alone
@@ -49,7 +49,9 @@ RECORD_DIR = "index/targets"
 TARGETS_FOLDER = "targets"
 LOCALIZATION_FOLDER = "localization"
 TASK_LABELS = 64
-CHECKPOINT_SECONDS = 5.0
+CHECKPOINT_SECONDS = 30.0
+"""Seconds between saves of the record (each syncs a local disk first): at most this much
+work is made again after a crash."""
 
 
 class NoLabelsForTargetsError(XView2Error):
