@@ -26,9 +26,12 @@ from .api import (
     demo,
     download,
     extract,
+    import_archives,
     ingest,
     open_destination,
+    plan_download,
     status,
+    verify,
 )
 from .catalog import Catalog, CatalogEntry, load_catalog
 from .errors import ExitCode, XView2Error
@@ -39,12 +42,18 @@ from .index.stats import DatasetStats
 from .links import Link, parse_links_text, read_links
 from .reports import (
     CleanReport,
+    DownloadPlan,
     DownloadReport,
     FileResult,
     FileStatus,
+    ImportReport,
+    ImportResult,
     IngestReport,
+    PlannedFile,
     Report,
     StatusReport,
+    VerifyReport,
+    VerifyResult,
 )
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -55,6 +64,7 @@ __all__ = [
     "CatalogEntry",
     "CleanReport",
     "DatasetStats",
+    "DownloadPlan",
     "DownloadReport",
     "Event",
     "ExitCode",
@@ -62,12 +72,17 @@ __all__ = [
     "FileResult",
     "FileStatus",
     "FreshLinks",
+    "ImportReport",
+    "ImportResult",
     "IndexReport",
     "IngestReport",
     "Link",
+    "PlannedFile",
     "ProgressCallback",
     "Report",
     "StatusReport",
+    "VerifyReport",
+    "VerifyResult",
     "XView2Error",
     "__version__",
     "build_index",
@@ -76,10 +91,13 @@ __all__ = [
     "demo",
     "download",
     "extract",
+    "import_archives",
     "ingest",
     "load_catalog",
     "open_destination",
     "parse_links_text",
+    "plan_download",
     "read_links",
     "status",
+    "verify",
 ]

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from .base import Composer, Copier, LocalFiles, PendingUpload, RangeReader, Store, Upload
+from .base import (
+    Composer,
+    Copier,
+    LocalFiles,
+    PartReader,
+    PendingUpload,
+    RangeReader,
+    Store,
+    Upload,
+)
 from .local import LocalStore
 
 
@@ -26,6 +35,7 @@ __all__ = [
     "Copier",
     "LocalFiles",
     "LocalStore",
+    "PartReader",
     "PendingUpload",
     "RangeReader",
     "Store",

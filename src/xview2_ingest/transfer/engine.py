@@ -45,6 +45,8 @@ from ..settings import DEFAULT_MEMORY_MB
 from ..stores import Store, Upload
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
+from .ratelimit import limiter_for
+from .seed import same_file
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class TransferOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     """Download again even when the destination already holds the verified file."""
+    limit_rate: int | None = None
+    """Bytes per second across every connection of the run (``--limit-rate``); None: no cap."""
 
 
 Buffer = mmap.mmap | bytearray
@@ -274,7 +278,7 @@ class FileTransfer:
         """Take up an earlier run's digest state, or start clean if it does not fit."""
         algos = choose_algorithms(self.entry, self.engine.options.all_digests)
         state = upload.load_state()
-        if state and state.get("identity") == remote.identity():
+        if state and same_file(state.get("identity"), remote):  # or seeded by an import
             saved = state.get("digests", {})
             if all(saved.get(a) for a in algos):
                 self.digests = {a: Digest(a, saved[a]) for a in algos}
@@ -495,6 +499,7 @@ class TransferEngine:
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
         self.http = HttpClient(self.options.max_connections, self.options.retry)
+        self.http.limiter = limiter_for(self.options.limit_rate)
         self.connections = threading.Semaphore(self.options.max_connections)
         self.executor = ThreadPoolExecutor(
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
@@ -514,7 +519,9 @@ class TransferEngine:
         self.checkpoints.shutdown(wait=True)
 
     def already_there(self, link: Link, entry: CatalogEntry) -> FileResult | None:
-        if self.options.force or not self.manifest.is_published(link.name):
+        if self.options.force or self.manifest.is_corrupt(link.name):  # verify found it bad
+            return None
+        if not self.manifest.is_published(link.name):
             return None
         recorded = self.manifest.get(link.name) or {}
         expected = entry.expected_digests()
