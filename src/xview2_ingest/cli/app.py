@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from xview2_ingest import __version__
 from xview2_ingest.errors import EXIT_CODES_HELP, ExitCode, XView2Error
 
-from . import dataset, transfer
+from . import dataset, transfer, verify
 from .ui import err
 
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     transfer.register(sub)
     dataset.register(sub)
+    verify.register(sub)
     return parser
 
 

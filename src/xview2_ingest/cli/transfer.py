@@ -91,6 +91,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for col in ("state", "size", "sha1", "verified at"):
         table.add_column(col)
     colors = {"verified": "green", "unverified": "yellow", "partial": "cyan", "missing": "dim"}
+    colors["corrupt"] = "bold red"  # found by `xview2 verify`
     for f in report.files:
         size = f"{f.size:,}" if f.size else (f"{f.bytes_done:,} so far" if f.bytes_done else "")
         table.add_row(
