@@ -202,11 +202,15 @@ class Importer:
         digests: list[Digest],
         write: Callable[[int, memoryview], None] | None = None,
         window: int = READ_WINDOW,
+        shown: bool = True,
     ) -> None:
+        """Read ``parts`` of the source, hash them in order, ``write`` them; ``shown``:
+        report the bytes as progress (a second pass over the same file is not)."""
         pool = BufferPool(2 * window * part, page_aligned=self.store.page_aligned_buffers)
 
         def on_part(_: int, n: int) -> None:
-            self.progress(Event("bytes", name, done=n, total=source.size))
+            if shown:
+                self.progress(Event("bytes", name, done=n, total=source.size))
 
         with ThreadPoolExecutor(window, thread_name_prefix="xview2-import") as executor:
             hash_in_order(
@@ -296,6 +300,7 @@ class Importer:
                 digests,
                 write=upload.write_part,
                 window=self._window(part),
+                shown=False,
             )
             if [d.hexdigest() for d in digests] != [d.hexdigest() for d in checked]:
                 raise ContentError(
