@@ -135,7 +135,7 @@ def bench_local(size: int, runs: int) -> str:
                 str(dest),
                 "--catalog",
                 str(catalog_file),
-                "-q",
+                "--json",
             ],
         },
         runs,
