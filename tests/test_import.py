@@ -90,7 +90,7 @@ def test_a_renamed_file_is_known_by_its_sha1(archive, tmp_path: Path) -> None:  
 def test_a_wrong_file_is_refused_and_nothing_placed(archive, tmp_path, dest) -> None:  # type: ignore[no-untyped-def]
     _, data, catalog = archive
     wrong = tmp_path / NAME
-    wrong.write_bytes(data[:-1] + b"\x00")
+    wrong.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
     report = import_archives([wrong], dest, catalog=catalog)
     assert report.exit_code == ExitCode.FAILURE
     assert isinstance(report.files[0].error, ChecksumMismatchError)
