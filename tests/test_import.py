@@ -149,3 +149,13 @@ def test_a_partial_file_of_unknown_size_needs_size(archive, tmp_path, capsys) ->
         result = download([server.url_for(NAME)], dest, catalog=Catalog({}))
         assert server.bytes_served <= len(data) - 8 * MiB + 2
     assert result.ok and (dest / NAME).read_bytes() == data
+
+
+def test_a_folder_is_refused_with_a_hint(tmp_path: Path) -> None:
+    bundle = tmp_path / f"{NAME}.download"
+    bundle.mkdir()
+    report = import_archives([bundle, tmp_path / "absent.tgz"], tmp_path / "dest")
+    assert [f.status for f in report.files] == ["failed", "failed"]
+    assert "regular file" in str(report.files[0].error)
+    assert "cannot read it" in str(report.files[1].error)
+    assert report.exit_code == ExitCode.FAILURE

@@ -24,6 +24,7 @@ import errno
 import logging
 import math
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -124,6 +125,13 @@ class Importer:
             return result
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise XView2Error(
+                    "is not a regular file",
+                    file=str(path),
+                    hint="pass the archive itself (inside a Safari .download folder, the "
+                    "file in it)",
+                )
             source = _Source(path, fd, st.st_size, _stamp(st))
             self._import(source, name, partial or self.partial, result)
         except XView2Error as exc:
