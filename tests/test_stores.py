@@ -22,6 +22,7 @@ from xview2_ingest.stores import (
     Exclusive,
     LocalFiles,
     LocalStore,
+    PartReader,
     RangeReader,
     Store,
     Upload,
@@ -370,6 +371,22 @@ def contract_local_files(store: Store) -> None:
     assert store.path_of("l/./b/../a.txt") == path
 
 
+def contract_part_reader(store: Store) -> None:
+    """read_into fills a caller's buffer from any offset, again and again on reused
+    connections, and refuses a range past the end of the file."""
+    assert isinstance(store, PartReader)
+    data = os.urandom(3 * MiB + 11)
+    _publish(store, "p/parts.bin", data)
+    into = bytearray(MiB)
+    store.read_into("p/parts.bin", 2 * MiB + 5, memoryview(into))
+    assert into == data[2 * MiB + 5 : 3 * MiB + 5]
+    for _ in range(20):  # connections go back to the pool: no leak, no stale body
+        store.read_into("p/parts.bin", 7, memoryview(into)[:100])
+        assert into[:100] == data[7:107]
+    with pytest.raises(DestinationError):
+        store.read_into("p/parts.bin", 3 * MiB, memoryview(bytearray(100)))
+
+
 def contract_exclusive(store: Store, twin: Store) -> None:
     """A second holder of the same destination is refused, naming the first; after the
     first lets go the destination can be taken again."""
@@ -387,6 +404,7 @@ CONTRACTS: dict[type, Callable[[Store, Store], None]] = {
     Composer: lambda store, twin: contract_composer(store),
     Copier: lambda store, twin: contract_copier(store),
     LocalFiles: lambda store, twin: contract_local_files(store),
+    PartReader: lambda store, twin: contract_part_reader(store),
     Exclusive: contract_exclusive,
 }
 """Every capability the suite knows, with its contract."""

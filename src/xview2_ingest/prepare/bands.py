@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import dest_setting
 from ..errors import ExitCode, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..index.labels import SPLITS
+from ..settings import dest_setting
 from ..stores import Store, open_store
 from . import raster
 from .common import batches, default_workers, listing, map_io, read_file, run_ordered

@@ -32,9 +32,9 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import dest_setting
 from ..errors import ExitCode, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
+from ..settings import dest_setting
 from ..stores import Copier, LocalFiles, Store, open_store
 from .common import listing
 from .splits import SPLITS_FILE

@@ -20,12 +20,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import dest_setting
 from ..errors import ExitCode, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..index.build import IMAGES_FILE
 from ..index.stats import IndexMissingError
 from ..index.tables import PIXEL_COLUMNS
+from ..settings import dest_setting
 from ..stores import Store, open_store
 from . import raster
 from .common import batches, default_workers, listing, map_io, read_file, run_ordered

@@ -35,10 +35,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import dest_setting
 from ..errors import ExitCode, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..index.labels import COUNT_COLUMNS, DAMAGE_CLASSES
+from ..settings import dest_setting
 from ..stores import Store, open_store
 from .pixels import read_images_table
 

@@ -25,10 +25,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import dest_setting
 from ..errors import ExitCode, UsageError, XView2Error
 from ..events import Event, ProgressCallback, no_progress
 from ..index.labels import SPLITS, LabelError, LabelFile, parse_label_path, read_label
+from ..settings import dest_setting
 from ..stores import Store, open_store
 from . import raster
 from .common import (

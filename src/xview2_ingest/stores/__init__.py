@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from ..settings import check_dest_url
-from .base import Composer, Copier, Exclusive, LocalFiles, PendingUpload, RangeReader, Store, Upload
+from .base import (
+    Composer,
+    Copier,
+    Exclusive,
+    LocalFiles,
+    PartReader,
+    PendingUpload,
+    RangeReader,
+    Store,
+    Upload,
+)
 from .errors import os_error
 from .local import LocalStore
 
@@ -37,6 +47,7 @@ __all__ = [
     "Exclusive",
     "LocalFiles",
     "LocalStore",
+    "PartReader",
     "PendingUpload",
     "RangeReader",
     "Store",

@@ -174,6 +174,17 @@ class RangeReader(Protocol):
 
 
 @runtime_checkable
+class PartReader(Protocol):
+    """Reads a bounded byte range of a published file into a caller's buffer, so that
+    many ranges can be read at once (``verify`` re-hashes a file at read speed)."""
+
+    def read_into(self, name: str, offset: int, into: memoryview) -> None:
+        """Fill ``into`` with the bytes of ``name`` from ``offset``; a
+        :class:`~xview2_ingest.errors.DestinationError` when the file ends before."""
+        ...
+
+
+@runtime_checkable
 class Composer(Protocol):
     """Publishes the concatenation of published files without reading them through
     this process (the GeoTIFF parts into one archive)."""

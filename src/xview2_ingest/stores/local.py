@@ -518,6 +518,22 @@ class LocalStore:
         fh.seek(offset)
         return fh
 
+    def read_into(self, name: str, offset: int, into: memoryview) -> None:
+        """Fill ``into`` with the bytes of ``name`` from ``offset`` (``preadv``)."""
+        try:
+            fd = os.open(self.path_of(name), os.O_RDONLY)
+            try:
+                view = into
+                while view:
+                    n = os.preadv(fd, [view], offset)
+                    if n <= 0:
+                        raise DestinationError(f"ends before byte {offset:,}", file=name)
+                    view, offset = view[n:], offset + n
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise os_error(exc, name, f"read from {self.url}") from None
+
     def compose(self, name: str, sources: tuple[str, ...], *, workers: int = 8) -> int:
         """Publish the concatenation of the published files ``sources`` as ``name``.
 

@@ -619,6 +619,28 @@ class S3Store:
             raise _error(exc, name, "read", self.url) from None
         return body  # type: ignore[no-any-return]
 
+    def read_into(self, name: str, offset: int, into: memoryview) -> None:
+        """Fill ``into`` with the bytes of ``name`` from ``offset``: one ranged GET read
+        straight into the buffer, its connection back to the pool for the next range."""
+        end = offset + into.nbytes - 1
+        try:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self.key_of(name), Range=f"bytes={offset}-{end}"
+            )["Body"]
+            try:
+                view = into
+                while view:
+                    n = body.readinto(view)
+                    if not n:
+                        raise DestinationError(f"ends before byte {end + 1:,}", file=name)
+                    view = view[n:]
+                body.read()  # the end of the body: the connection goes back to the pool
+            except BaseException:
+                body.close()
+                raise
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "read", self.url) from None
+
     def copy(self, source: str, target: str) -> None:
         """Publish ``source`` under ``target`` by a server-side copy (multipart above
         5 GiB, by boto3's managed copy): no byte passes through this process."""

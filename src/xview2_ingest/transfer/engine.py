@@ -54,7 +54,9 @@ from ..stores import Store, Upload
 from ..stores.base import Exclusive
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
+from .ratelimit import limiter_for
 from .resume_state import InvalidState, engine_state
+from .seed import same_file
 from .stopping import STOP
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,8 @@ class TransferOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     """Download again even when the destination already holds the verified file."""
+    limit_rate: int | None = None
+    """Bytes per second across every connection of the run (``--limit-rate``); None: no cap."""
 
 
 Buffer = mmap.mmap | bytearray
@@ -325,10 +329,11 @@ class FileTransfer:
         upload = self.upload = store.open_upload(self.name, size, planned)
         saved = upload.load_state()
         if saved is not None:
+            seeded = same_file(saved.get("identity"), remote)  # or seeded by an import
             try:
                 state = engine_state(
                     saved,
-                    identity=remote.identity(),
+                    identity=saved["identity"] if seeded else remote.identity(),
                     algorithms=algos,
                     size=size,
                     part_size=upload.part_size,
@@ -608,6 +613,7 @@ class TransferEngine:
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
         self.http = HttpClient(self.options.max_connections, self.options.retry, self.progress)
+        self.http.limiter = limiter_for(self.options.limit_rate)
         self.connections = threading.Semaphore(self.options.max_connections)
         self.executor = ThreadPoolExecutor(
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
@@ -630,7 +636,9 @@ class TransferEngine:
         self.checkpoints.shutdown(wait=True)
 
     def already_there(self, link: Link, entry: CatalogEntry) -> FileResult | None:
-        if self.options.force or not self.manifest.is_published(link.name):
+        if self.options.force or self.manifest.is_corrupt(link.name):  # verify found it bad
+            return None
+        if not self.manifest.is_published(link.name):
             return None
         recorded = self.manifest.get(link.name) or {}
         expected = entry.expected_digests()
