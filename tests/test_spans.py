@@ -43,7 +43,7 @@ def _ranges(srv: SignedLinkServer) -> list[tuple[int, int]]:
 
 
 def test_plan_hands_out_spans_in_order_and_shrinks_them_near_the_end() -> None:
-    plan = SpanPlan(range(20), set(), span_parts=6)
+    plan = SpanPlan(range(20), span_parts=6)
     spans = []
     while (span := plan.claim(lanes=2)) is not None and not plan.steals:
         spans.append((span.start, span.end))
@@ -55,24 +55,8 @@ def test_plan_hands_out_spans_in_order_and_shrinks_them_near_the_end() -> None:
     assert spans[-1][1] - spans[-1][0] <= 2, "the last spans are short"
 
 
-def test_plan_keeps_parts_of_an_earlier_run_as_their_own_spans() -> None:
-    plan = SpanPlan(range(8), {2, 3, 6}, span_parts=8)
-    got = []
-    while (span := plan.claim(lanes=1)) is not None:
-        got.append((span.start, span.end, span.done))
-        span.start = span.end
-    assert got == [
-        (0, 2, False),
-        (2, 3, True),
-        (3, 4, True),
-        (4, 6, False),
-        (6, 7, True),
-        (7, 8, False),
-    ]
-
-
 def test_an_idle_lane_steals_the_back_half_of_the_busiest_span() -> None:
-    plan = SpanPlan(range(16), set(), span_parts=8)
+    plan = SpanPlan(range(16), span_parts=8)
     a = plan.claim(lanes=1)
     b = plan.claim(lanes=1)
     assert a is not None and b is not None and (a.start, a.end, b.start, b.end) == (0, 8, 8, 16)

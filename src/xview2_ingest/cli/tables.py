@@ -20,7 +20,13 @@ from .progress import elide_middle
 
 GAP = 2
 NAME_MIN = 20
-STATE_STYLES = {"verified": "green", "unverified": "yellow", "partial": "cyan", "missing": "dim"}
+STATE_STYLES = {
+    "verified": "green",
+    "unverified": "yellow",
+    "partial": "cyan",
+    "missing": "dim",
+    "corrupt": "bold red",  # found by `xview2 verify`: `download` fetches it again
+}
 
 
 @dataclass

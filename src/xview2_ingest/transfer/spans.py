@@ -21,8 +21,9 @@ Rules that keep it correct and bounded:
   that must wait stops reading; the server is held back by TCP, not by our memory.
 - A break mid-span is retried from the first missing byte to the span's (current) end,
   under the same retry policy as single ranges; every reply is checked like theirs.
-- Parts persisted by an earlier run are their own one-part spans, read back from the
-  store where it can (and fetched alone where it cannot).
+- Each part lands through the engine's ``_land``: bytes the store kept of it are read
+  back and the rest fetched (from the lane's response when it is already there, else by
+  a request from that offset), and a part persisted by an earlier run is confirmed.
 """
 
 from __future__ import annotations
@@ -61,7 +62,18 @@ class FileTransfer(Protocol):
     hashed: int
     result: FileResult
     engine: Any
+    _outstanding: threading.Semaphore
+    _outstanding_limit: int
 
+    def _land(
+        self,
+        index: int,
+        view: memoryview,
+        fetch: Callable[[int, memoryview, Callable[[int], None]], None],
+        *,
+        keep_on_failure: bool,
+    ) -> None: ...
+    def _give(self, buf: Buffer) -> None: ...
     def _part_len(self, index: int) -> int: ...
     def _complete(self, index: int, buf: Buffer, view: memoryview) -> None: ...
     def _on_bytes(self, n: int) -> None: ...
@@ -88,23 +100,17 @@ class Span:
 
     start: int
     end: int
-    done: bool = False
-    """A part persisted by an earlier run (always a one-part span)."""
 
 
 class SpanPlan:
     """Hands out spans in index order and splits the largest one for an idle lane."""
 
-    def __init__(self, indices: Sequence[int], done: set[int], span_parts: int):
+    def __init__(self, indices: Sequence[int], span_parts: int):
         self.lock = threading.Lock()
         self._queue: list[Span] = []
         run: list[int] = []
         for i in indices:
-            if i in done:
-                self._flush(run)
-                run = []
-                self._queue.append(Span(i, i + 1, done=True))
-            elif run and i != run[-1] + 1:
+            if run and i != run[-1] + 1:
                 self._flush(run)
                 run = [i]
             else:
@@ -130,16 +136,13 @@ class SpanPlan:
             self.active = [s for s in self.active if s.start < s.end]
             if self._queue:
                 head = self._queue[-1]
-                if head.done:
-                    span = self._queue.pop()
-                else:
-                    left = sum(s.end - s.start for s in self._queue)
-                    n = max(1, min(self.span_parts, math.ceil(left / max(1, lanes))))
-                    n = min(n, head.end - head.start)
-                    span = Span(head.start, head.start + n)
-                    head.start += n
-                    if head.start >= head.end:
-                        self._queue.pop()
+                left = sum(s.end - s.start for s in self._queue)
+                n = max(1, min(self.span_parts, math.ceil(left / max(1, lanes))))
+                n = min(n, head.end - head.start)
+                span = Span(head.start, head.start + n)
+                head.start += n
+                if head.start >= head.end:
+                    self._queue.pop()
                 self.active.append(span)
                 return span
             victim = max(self.active, key=lambda s: s.end - s.start, default=None)
@@ -280,7 +283,7 @@ def span_parts(budget: int, part: int, lanes: int) -> int:
 class SpanFetcher:
     """Runs the lanes of one file over a :class:`SpanPlan`, as many as the tuner says."""
 
-    def __init__(self, ft: FileTransfer, indices: Sequence[int], done: set[int]):
+    def __init__(self, ft: FileTransfer, indices: Sequence[int]):
         self.ft = ft
         self.engine = ft.engine
         opts = self.engine.options
@@ -290,7 +293,9 @@ class SpanFetcher:
         )
         budget = self.engine.pool.budget
         self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
-        self.plan = SpanPlan(indices, done, 1)  # until a round trip has been measured
+        self.plan = SpanPlan(indices, 1)  # until a round trip has been measured
+        self._base_window = ft._outstanding_limit
+        self._grow_window()
         self._granted: set[int] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -375,46 +380,53 @@ class SpanFetcher:
                 self.requests += stream.requests
             self.engine.connections.release()
 
+    def _grow_window(self) -> None:
+        """Let this file hold as many parts as its longest spans need.
+
+        The engine bounds the parts a file holds in memory (what a kill loses) for one
+        part per connection.  A lane that streams a span reads ahead of the digest, so the
+        bound here is a span per lane; :meth:`_keep_free` holds it to the spans actually
+        in use (one part each where no round trip is worth hiding)."""
+        lanes = self.tuner.ceiling
+        window = lanes * self.memory_parts + max(2, lanes // 4)
+        for _ in range(window - self.ft._outstanding_limit):
+            self.ft._outstanding.release()
+        self.ft._outstanding_limit = max(window, self.ft._outstanding_limit)
+
     def _run_span(self, span: Span, stream: SpanStream) -> None:
         ft = self.ft
-        assert ft.upload is not None
         while (index := self.plan.next_part(span)) is not None:
             size = ft._part_len(index)
             asked = time.monotonic()
             buf = self.engine.pool.acquire(size, ft._cancelled, partial(self._keep_free, index))
+            if buf is not None and not _acquire(ft._outstanding, ft._cancelled):
+                self.engine.pool.release(buf)
+                buf = None
             with self._lock:
                 self.memory_wait += time.monotonic() - asked
             if buf is None:
                 return
             with self._lock:
                 self._granted.add(index)
-            if not self._fill(index, buf, span, stream):
-                return
+            self._fill(index, buf, span, stream)
 
-    def _fill(self, index: int, buf: Buffer, span: Span, stream: SpanStream) -> bool:
+    def _fill(self, index: int, buf: Buffer, span: Span, stream: SpanStream) -> None:
+        """Land part ``index`` through the engine (kept bytes read back, the rest fetched
+        from this lane's response, the part written or confirmed), then digest it."""
         ft = self.ft
-        assert ft.upload is not None and ft.remote is not None
         view = memoryview(buf)[: ft._part_len(index)]
-        try:
-            if span.done and ft.upload.read_part(index, view):
-                ft._complete(index, buf, view)
-                return True
+
+        def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
             began, requests = time.monotonic(), stream.requests
-            stream.fill(
-                index * ft.part_size,
-                view,
-                lambda: self._span_end_byte(span),
-                ft._on_bytes,
-                ft._on_retry,
-            )
-            self._measured(stream, requests, view.nbytes, time.monotonic() - began)
-            if not span.done:
-                ft.upload.write_part(index, view)
+            stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft._on_retry)
+            self._measured(stream, requests, into.nbytes, time.monotonic() - began)
+
+        try:
+            ft._land(index, view, fetch, keep_on_failure=True)
         except BaseException:
-            self.engine.pool.release(buf)
+            ft._give(buf)
             raise
         ft._complete(index, buf, view)
-        return True
 
     def _measured(self, stream: SpanStream, requests: int, size: int, seconds: float) -> None:
         """Learn the round trip (the least request-to-reply time seen) and one lane's
@@ -441,12 +453,18 @@ class SpanFetcher:
 
     def _keep_free(self, index: int) -> int:
         """Budget a request for ``index`` must leave free: none for the lowest part not
-        yet holding a buffer (the digest's next), a part's worth for any other."""
+        yet holding a buffer (the digest's next), a part's worth for any other, and all
+        of it (wait) while this file already holds the parts its spans need."""
         with self._lock:
             hashed = self.ft.hashed
             self._granted = {i for i in self._granted if i >= hashed}
-            lowest = all(i in self._granted for i in range(hashed, index))
-        return 0 if lowest else self.ft.part_size
+            if all(i in self._granted for i in range(hashed, index)):
+                return 0
+            lanes = len(self._threads)
+            window = max(self._base_window, lanes * self.plan.span_parts + max(2, lanes // 4))
+            if len(self._granted) + 1 >= window:
+                return self.engine.pool.budget
+        return self.ft.part_size
 
 
 def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:
