@@ -214,13 +214,21 @@ class SpanStream:
         if not isinstance(fp, http.client.HTTPResponse):
             return self._client._read_into(self._link, self._resp, into, on_bytes, self._pos)
         filled, total = 0, into.nbytes
+        limiter = self._client.limiter
         while filled < total:
             if self._client.stop.is_set():
                 raise ServerError("interrupted", file=self._link.name)
+            want = min(CHUNK, total - filled)
+            if limiter is not None:  # the speed cap: tokens first, the rest back after
+                want = limiter.acquire(want, self._client.stop)
+            n = 0
             try:
-                n = fp.readinto(into[filled : filled + min(CHUNK, total - filled)])
+                n = fp.readinto(into[filled : filled + want]) or 0
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 raise PartialRead(f"connection broke: {type(exc).__name__}", filled) from None
+            finally:
+                if limiter is not None:
+                    limiter.refund(want - n)
             if not n:
                 raise PartialRead(f"body ended early at byte {self._pos + filled}", filled)
             filled += n
