@@ -45,7 +45,7 @@ from ..errors import ServerError, XView2Error
 from ..links import Link
 from ..reports import FileResult
 from ..stores import Upload
-from .http import CHUNK, HttpClient, PartialRead, Remote
+from .http import HttpClient, PartialRead, Remote
 from .tuning import ConnectionTuner
 
 Buffer = mmap.mmap | bytearray
@@ -90,6 +90,10 @@ SPAN_ROUND_TRIPS = 16
 """A span lasts this many round trips (as measured), so waiting for its first byte costs
 about 6 % of a lane's time."""
 MAX_SPAN = 64 * MiB
+READ_SIZE = 256 * 1024
+"""Bytes per read into a part buffer: large enough that the loop costs nothing, small
+enough that a stop is seen (and the bytes so far kept) within a fraction of a second on
+a slow connection."""
 """No span asks for more than this: a longer one gains nothing on the round trip."""
 
 
@@ -218,7 +222,7 @@ class SpanStream:
         while filled < total:
             if self._client.stop.is_set():
                 raise ServerError("interrupted", file=self._link.name)
-            want = min(CHUNK, total - filled)
+            want = min(READ_SIZE, total - filled)
             if limiter is not None:  # the speed cap: tokens first, the rest back after
                 want = limiter.acquire(want, self._client.stop)
             n = 0
