@@ -55,6 +55,15 @@ def test_plan_hands_out_spans_in_order_and_shrinks_them_near_the_end() -> None:
     assert spans[-1][1] - spans[-1][0] <= 2, "the last spans are short"
 
 
+def test_parts_with_kept_bytes_begin_a_span() -> None:
+    plan = SpanPlan(range(10), span_parts=8, starts={3, 7})
+    got = []
+    while (span := plan.claim(lanes=1)) is not None:
+        got.append((span.start, span.end))
+        span.start = span.end
+    assert got == [(0, 3), (3, 7), (7, 10)]
+
+
 def test_an_idle_lane_steals_the_back_half_of_the_busiest_span() -> None:
     plan = SpanPlan(range(16), span_parts=8)
     a = plan.claim(lanes=1)

@@ -34,7 +34,7 @@ import math
 import mmap
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -64,6 +64,7 @@ class FileTransfer(Protocol):
     engine: Any
     _outstanding: threading.Semaphore
     _outstanding_limit: int
+    _kept: dict[int, int]
 
     def _land(
         self,
@@ -109,12 +110,15 @@ class Span:
 class SpanPlan:
     """Hands out spans in index order and splits the largest one for an idle lane."""
 
-    def __init__(self, indices: Sequence[int], span_parts: int):
+    def __init__(self, indices: Sequence[int], span_parts: int, starts: Collection[int] = ()):
+        """``starts``: parts that must begin a span (those with bytes kept by an earlier
+        run, fetched from where those bytes end: a span running into one from before
+        would have the server send bytes already here)."""
         self.lock = threading.Lock()
         self._queue: list[Span] = []
         run: list[int] = []
         for i in indices:
-            if run and i != run[-1] + 1:
+            if run and (i != run[-1] + 1 or i in starts):
                 self._flush(run)
                 run = [i]
             else:
@@ -305,7 +309,7 @@ class SpanFetcher:
         )
         budget = self.engine.pool.budget
         self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
-        self.plan = SpanPlan(indices, 1)  # until a round trip has been measured
+        self.plan = SpanPlan(indices, 1, ft._kept)  # one part until a round trip is measured
         self._base_window = ft._outstanding_limit
         self._grow_window()
         self._granted: set[int] = set()
