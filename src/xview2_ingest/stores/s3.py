@@ -554,6 +554,8 @@ class S3Store:
         upload_id, key = upload["UploadId"], upload["Key"]
         try:
             state = self._read_json(self.state_key(name))
+        except InvalidState:
+            state = None  # a record that cannot be trusted proves nothing
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, name, "read resume state in", self.url) from None
         if state and state.get("upload_id") == upload_id and state.get("key") == key:
