@@ -101,10 +101,14 @@ def add_dest(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dest",
         metavar="DEST",
-        help=f"local folder or s3://bucket/prefix (default: $XVIEW2_DEST or {DEFAULT_DEST})",
+        help="local folder, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix "
+        f"(default: $XVIEW2_DEST or {DEFAULT_DEST})",
     ).complete = DIRECTORY  # type: ignore[attr-defined]
     p.add_argument(
-        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)"
+        "--endpoint-url",
+        metavar="URL",
+        help="object store endpoint (default: $AWS_ENDPOINT_URL for S3, "
+        "$STORAGE_EMULATOR_HOST for GCS, the connection string's for Azure)",
     )
 
 
