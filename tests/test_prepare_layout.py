@@ -40,32 +40,8 @@ def fresh(ready: Path, tmp_path: Path) -> Path:
     return dest
 
 
-def torchgeo_files(root: Path, split: str) -> list[dict[str, str]]:
-    """What torchgeo's XView2 reads (datasets/xview.py: _verify, _load_files), checked
-    without torchgeo: both split folders must hold images/ and targets/; pairs come from
-    the image names; every pair needs two images and two targets."""
-    for directory in ("train", "test"):
-        for sub in ("images", "targets"):
-            assert os.path.exists(os.path.join(root, directory, sub)), (directory, sub)
-    image_root = os.path.join(root, split, "images")
-    mask_root = os.path.join(root, split, "targets")
-    names = {
-        "_".join(os.path.basename(f).split("_")[:-2]) for f in glob.glob(f"{image_root}/*.png")
-    }
-    files = []
-    for name in sorted(names):
-        pair = {
-            "image1": os.path.join(image_root, f"{name}_pre_disaster.png"),
-            "image2": os.path.join(image_root, f"{name}_post_disaster.png"),
-            "mask1": os.path.join(mask_root, f"{name}_pre_disaster_target.png"),
-            "mask2": os.path.join(mask_root, f"{name}_post_disaster_target.png"),
-        }
-        assert all(os.path.isfile(p) for p in pair.values()), pair
-        files.append(pair)
-    return files
-
-
-def test_torchgeo_layout_merges_tier3_without_copying(fresh: Path) -> None:
+def test_torchgeo_layout_merges_tier3_without_copying(fresh: Path, torchgeo_contract) -> None:  # type: ignore[no-untyped-def]
+    torchgeo_files = torchgeo_contract
     report = make_layout(fresh, "torchgeo", include_tier3=True)
     assert report.ok and report.pairs == {"train": 16, "test": 4}
     root = fresh / "layouts" / "torchgeo"
@@ -86,7 +62,8 @@ def test_torchgeo_layout_merges_tier3_without_copying(fresh: Path) -> None:
     assert again.linked == 0 and again.unchanged == 80
 
 
-def test_torchgeo_layout_with_val_moves_pairs_and_prunes(fresh: Path) -> None:
+def test_torchgeo_layout_with_val_moves_pairs_and_prunes(fresh: Path, torchgeo_contract) -> None:  # type: ignore[no-untyped-def]
+    torchgeo_files = torchgeo_contract
     make_layout(fresh, "torchgeo", include_tier3=True)
     report = make_layout(fresh, "torchgeo", include_tier3=True, val=True)
     root = fresh / "layouts" / "torchgeo"
