@@ -86,6 +86,16 @@ def true_catalog(root: Path) -> Catalog:
     return Catalog().with_overrides(entries)
 
 
+@pytest.fixture(params=["local", "s3"])
+def dest(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A destination of each kind: a folder, or s3://bucket/prefix on the moto server
+    (``AWS_ENDPOINT_URL`` pointing at it, as a user would set it)."""
+    if request.param == "local":
+        return str(tmp_path / "dest")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", request.getfixturevalue("moto_endpoint"))
+    return f"s3://{request.getfixturevalue('bucket')}/xview2"
+
+
 @pytest.fixture()
 def catalog_for() -> Callable[[Path], Catalog]:
     """Makes a catalog with the true size and digests of every file in a folder."""

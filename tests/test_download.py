@@ -22,17 +22,6 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-@pytest.fixture(params=["local", "s3"])
-def dest(request, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """A destination of each kind: a folder, or s3://bucket/prefix on the moto server."""
-    if request.param == "local":
-        return str(tmp_path / "dest")
-    endpoint = request.getfixturevalue("moto_endpoint")
-    bucket = request.getfixturevalue("bucket")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    return f"s3://{bucket}/xview2"
-
-
 def published(dest: str, name: str) -> bytes | None:
     if dest.startswith("s3://"):
         bucket, _, prefix = dest[5:].partition("/")

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import boto3
-import pytest
 
 from xview2_ingest import download, import_archives, plan_download
 from xview2_ingest.catalog import Catalog
@@ -19,14 +18,6 @@ from xview2_ingest.errors import ExitCode, LinkExpiredError
 MiB = 1 << 20
 TRAIN = "train_images_labels_targets.tar.gz"
 TEST = "test_images_labels_targets.tar.gz"
-
-
-@pytest.fixture(params=["local", "s3"])
-def dest(request, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    if request.param == "local":
-        return str(tmp_path / "dest")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", request.getfixturevalue("moto_endpoint"))
-    return f"s3://{request.getfixturevalue('bucket')}/xview2"
 
 
 def written(dest: str) -> list[str]:

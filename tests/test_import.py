@@ -22,14 +22,6 @@ MiB = 1 << 20
 NAME = "big.tar.gz"
 
 
-@pytest.fixture(params=["local", "s3"])
-def dest(request, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    if request.param == "local":
-        return str(tmp_path / "dest")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", request.getfixturevalue("moto_endpoint"))
-    return f"s3://{request.getfixturevalue('bucket')}/xview2"
-
-
 def read(dest: str, name: str) -> bytes | None:
     if dest.startswith("s3://"):
         bucket, _, prefix = dest[5:].partition("/")
