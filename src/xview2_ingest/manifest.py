@@ -1,7 +1,12 @@
 """``DEST/manifest.json``: what is published at a destination and how it was verified.
 
 Per file: name, size, digests, whether they matched a reference (``verified``), when, and
-the source URL with its query string removed (never the signature).
+the source URL with its query string removed (never the signature).  ``verify`` marks a
+file whose bytes no longer match with ``"corrupt": true``, the digests it found
+(``corrupt_digests``) and when (``corrupt_at``); ``download`` fetches such a file again.
+``extract`` marks an archive the same way when its SHA-1 no longer matches, and one it
+deleted after a verified extraction with ``"removed": true`` and ``removed_at``:
+``status`` shows it as extracted and ``download`` does not fetch it again.
 """
 
 from __future__ import annotations
@@ -63,12 +68,46 @@ class Manifest:
             "size": size,
             **digests,
             "verified": verified,
-            "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "verified_at": _now(),
             "source": source,
             **extra,
         }
         with self._lock:
             self._files[name] = entry
+            self._save()
+
+    def is_corrupt(self, name: str) -> bool:
+        """Whether ``verify`` found the published bytes of ``name`` not to match."""
+        entry = self.get(name)
+        return bool(entry and entry.get("corrupt"))
+
+    def mark_corrupt(self, name: str, actual: dict[str, str]) -> None:
+        """Record that the bytes of ``name`` hash to ``actual``, not what was verified."""
+        self._update(name, {"corrupt": True, "corrupt_digests": actual, "corrupt_at": _now()})
+
+    def mark_checked(self, name: str) -> None:
+        """Record that the bytes of ``name`` were hashed again and matched."""
+        self._update(
+            name, {"checked_at": _now()}, drop=("corrupt", "corrupt_digests", "corrupt_at")
+        )
+
+    def is_removed(self, name: str) -> bool:
+        """Whether ``extract --remove-archives`` deleted ``name`` after verifying it."""
+        entry = self.get(name)
+        return bool(entry and entry.get("removed"))
+
+    def mark_removed(self, name: str) -> None:
+        """Record that ``name`` was deleted after its verified extraction."""
+        self._update(name, {"removed": True, "removed_at": _now()})
+
+    def _update(self, name: str, changes: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
+        with self._lock:
+            entry = self._files.get(name)
+            if entry is None:
+                return
+            for key in drop:
+                entry.pop(key, None)
+            entry.update(changes)
             self._save()
 
     def forget(self, name: str) -> None:
@@ -79,3 +118,7 @@ class Manifest:
     def _save(self) -> None:
         body = {"version": VERSION, "files": dict(sorted(self._files.items()))}
         self._store.write_bytes(MANIFEST, json.dumps(body, indent=2).encode() + b"\n")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

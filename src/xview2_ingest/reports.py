@@ -132,7 +132,13 @@ def failure_of(error: XView2Error) -> Status:
     return "expired" if isinstance(error, LinkExpiredError) else "failed"
 
 
-FileState = Literal["verified", "unverified", "partial", "missing"]
+FileState = Literal[
+    "verified", "unverified", "corrupt", "truncated", "extracted", "partial", "missing"
+]
+"""``corrupt``: its bytes no longer match the SHA-1 verified at download (found by
+``verify`` or ``extract``); ``truncated``: another size than the one verified;
+``download`` fetches both again.  ``extracted``: removed after its verified extraction
+(``extract --remove-archives``); ``download`` does not fetch it again."""
 
 
 @dataclass
@@ -146,6 +152,8 @@ class FileStatus:
     sha1: str | None = None
     verified_at: str | None = None
     in_catalog: bool = True
+    detail: str = ""
+    """What is wrong and what to do, for the states other than verified."""
 
 
 @dataclass

@@ -91,6 +91,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for col in ("state", "size", "sha1", "verified at"):
         table.add_column(col)
     colors = {"verified": "green", "unverified": "yellow", "partial": "cyan", "missing": "dim"}
+    colors["corrupt"] = "bold red"  # found by `xview2 verify`
+    colors.update(truncated="bold red", extracted="blue")  # found by, or done by, extract
     for f in report.files:
         size = f"{f.size:,}" if f.size else (f"{f.bytes_done:,} so far" if f.bytes_done else "")
         table.add_row(
@@ -98,6 +100,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     console = Console()
     console.print(table)
+    for f in report.files:
+        if f.detail and f.state != "verified":
+            console.print(f"{f.name}: {f.state}: {f.detail}", markup=False)
     if report.pending:
         console.print(f"{len(report.pending)} unfinished transfer(s); `xview2 clean` drops them:")
         for p in report.pending:
