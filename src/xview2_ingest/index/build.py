@@ -43,7 +43,7 @@ from typing import IO, Any, Literal
 
 import pyarrow as pa
 
-from ..archive import CountingReader, TarStream, open_decoded
+from ..archive import CorruptArchiveError, CountingReader, TarStream, open_decoded
 from ..archive.errors import CHECK_HINT
 from ..errors import DestinationError, ExitCode, XView2Error
 from ..events import Event, ProgressCallback, no_progress
@@ -371,6 +371,25 @@ class _Hashing(CountingReader):
         return got
 
 
+def _check_sha1(
+    store: Store, manifest: Manifest, archive: str, sha1: str, detail: str = ""
+) -> str | None:
+    """The manifest's SHA-1 of ``archive`` (None if unknown); an archive whose bytes no
+    longer have it is marked corrupt and refused."""
+    expected = (manifest.get(archive) or {}).get("sha1")
+    if expected and sha1 != expected:
+        manifest.mark_corrupt(archive, {"sha1": sha1})
+        raise ArchiveChecksumError(
+            archive,
+            "sha1",
+            expected,
+            sha1,
+            detail=detail,
+            hint="nothing was indexed; " + fetch_again(store.url),
+        )
+    return expected
+
+
 def _archive_tasks(
     store: Store, archives: list[tuple[str, int]], report: IndexReport
 ) -> Iterator[Task]:
@@ -403,6 +422,12 @@ def _archive_tasks(
                     yield ("data", batch, raw.count - last)
                     last, batch, size = raw.count, [], 0
             tar.drain()
+        except CorruptArchiveError as exc:  # damaged since download, or never an archive?
+            with contextlib.suppress(Exception):
+                while raw.read(1 << 20):
+                    pass
+                _check_sha1(store, manifest, archive, raw.sha1.hexdigest(), exc.message)
+            raise
         except XView2Error:
             raise
         except Exception as exc:  # network errors of the store's stream
@@ -413,16 +438,7 @@ def _archive_tasks(
             with contextlib.suppress(Exception):
                 raw.close()
         sha1 = raw.sha1.hexdigest()
-        expected = (manifest.get(archive) or {}).get("sha1")
-        if expected and sha1 != expected:
-            manifest.mark_corrupt(archive, {"sha1": sha1})
-            raise ArchiveChecksumError(
-                archive,
-                "sha1",
-                expected,
-                sha1,
-                hint="nothing was indexed; " + fetch_again(store.url),
-            )
+        expected = _check_sha1(store, manifest, archive, sha1)
         report.archives.append({"name": archive, "sha1": sha1, "verified": bool(expected)})
         if batch or raw.count > last:
             yield ("data", batch, raw.count - last)
