@@ -149,7 +149,7 @@ class Extractor:
                     "version, holds no digests",
                     file=plan.archive,
                     hint="download the archive again and run `xview2 extract` to rebuild "
-                    f"the record ({fetch_again(self.store.url)})",
+                    f"the record ({fetch_again(self.store.url, removed=True)})",
                 )
             self._emit("info", plan.archive, detail=f"reading {len(index) - len(bad):,} files")
             changed = changed_members(
@@ -159,12 +159,13 @@ class Extractor:
             result.members_changed = len(changed)
             bad.update(changed)
         if bad and plan.problem is not None:
-            first = min(bad)
+            removed = any(self.manifest.is_removed(s["name"]) for s in record.sources)
             raise ArchiveNotDownloadedError(
                 f"{len(bad):,} extracted file(s) are missing or differ from the verified "
-                f"extraction (first: {first}) and the archive is not at the destination",
+                f"extraction (first: {min(bad)}) and the archive is not at the destination",
                 file=plan.archive,
-                hint=fetch_again(self.store.url) + ", then run `xview2 extract` again",
+                hint=fetch_again(self.store.url, removed=removed)
+                + "; then run `xview2 extract` again",
             )
         return {n: v for n, v in index.items() if n not in bad}
 

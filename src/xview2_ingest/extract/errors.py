@@ -19,8 +19,15 @@ REFUSED_HINT = (
 """Advice of an :class:`UnsafeMemberError` once the extractor has removed what it wrote."""
 
 
-def fetch_again(dest: str) -> str:
-    """The command that fetches an archive again (a changed one is never skipped)."""
+def fetch_again(dest: str, *, removed: bool = False) -> str:
+    """The command that fetches an archive again: a changed or missing one is never
+    skipped; one removed after its extraction is, unless forced."""
+    if removed:
+        return (
+            "copy a fresh link for it from the xview2.org download page and run "
+            f"`xview2 download --force --links LINKS_FILE --dest {dest}` (it was removed "
+            "after its extraction, so only --force fetches it again)"
+        )
     return (
         "copy a fresh link for it from the xview2.org download page and run "
         f"`xview2 download --links LINKS_FILE --dest {dest}`: it is fetched again "

@@ -73,7 +73,9 @@ def _state(store: Store, manifest: Manifest, name: str) -> tuple[int, str | None
             else "recorded in manifest.json but absent"
         )
         return ArchiveNotDownloadedError(
-            f"{why} from {store.url}", file=name, hint=fetch_again(store.url)
+            f"{why} from {store.url}",
+            file=name,
+            hint=fetch_again(store.url, removed=bool(entry.get("removed"))),
         )
     if here != entry.get("size"):
         return ArchiveTruncatedError(name, store.url, here, int(entry.get("size") or 0))
