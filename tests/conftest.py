@@ -16,6 +16,8 @@ from xview2_ingest.catalog import Catalog
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 from xview2_ingest.demo.synth import SynthStats, make_dataset
 
+pytest_plugins = ["emulators"]  # fake-gcs-server and Azurite fixtures
+
 
 @pytest.fixture(scope="session", autouse=True)
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

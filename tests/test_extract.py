@@ -807,8 +807,8 @@ class BaseOnlyStore:
     def pending_uploads(self):  # type: ignore[no-untyped-def]
         return self._inner.pending_uploads()
 
-    def discard_pending(self, name: str | None = None) -> int:
-        return self._inner.discard_pending(name)
+    def abort_pending(self, name: str | None = None, *, dry_run: bool = False):  # type: ignore[no-untyped-def]
+        return self._inner.abort_pending(name, dry_run=dry_run)
 
 
 class BreakingReader(io.RawIOBase):

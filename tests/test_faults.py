@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from xview2_ingest.errors import (
     LinkExpiredError,
     ServerError,
 )
+from xview2_ingest.events import Event
 from xview2_ingest.transfer.http import RetryPolicy
 
 MiB = 1 << 20
@@ -306,3 +308,66 @@ def test_s3_bucket_missing_and_no_credentials(
             data,  # type: ignore[arg-type]
             endpoint_url=moto_endpoint,
         )
+
+
+@pytest.mark.parametrize("value", ["soon", "-3", "nan", "1e999", "Thu, 99 Foo 2025 25:61:61 GMT"])
+def test_malformed_retry_after_falls_back_to_backoff(payload, tmp_path: Path, value: str) -> None:  # type: ignore[no-untyped-def]
+    root, data = payload
+    events: list[Event] = []
+    faults = Faults(status_first=[503, 429], retry_after=value)
+    report, _ = fetch(root, faults, tmp_path / "d", data, progress=events.append)
+    assert report.exit_code == 0, report.files[0].error
+    assert landed(tmp_path / "d") == data
+    assert len([e for e in events if e.kind == "retry"]) == 2
+
+
+def test_retry_after_as_a_date_is_read_by_the_servers_clock(payload, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A server an hour ahead says "retry at <its now + 2 s>": that is 2 s, not an hour."""
+    root, data = payload
+    when = formatdate(time.time() + 3600 + 2, usegmt=True)
+    faults = Faults(status_first=[503], retry_after=when, clock_offset=3600)
+    began = time.monotonic()
+    report, _ = fetch(root, faults, tmp_path / "d", data)
+    assert report.exit_code == 0, report.files[0].error
+    assert 0.5 <= time.monotonic() - began < 60
+
+
+def test_expiry_is_judged_by_the_servers_clock_when_ours_is_off(  # type: ignore[no-untyped-def]
+    payload, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's clock is an hour ahead: a link it says is expired looks valid for an
+    hour by ours.  Its refusal is expiry (exit 3, fresh links asked for), and the skew is
+    reported once, as an event and a log line."""
+    root, data = payload
+    events: list[Event] = []
+    with SignedLinkServer(root, faults=Faults(clock_offset=3600)) as srv:
+        url = srv.url_for(NAME, expires=int(srv.now()) - 5)
+        report = download(
+            [url], tmp_path / "d", catalog=catalog(data), retry=FAST, progress=events.append
+        )
+    assert report.exit_code == 3
+    assert isinstance(report.files[0].error, LinkExpiredError)
+    notes = [e.detail for e in events if e.kind == "info"]
+    assert len(notes) == 1 and "ahead of this machine's" in notes[0]
+    assert f"127.0.0.1:{url.split(':')[2].split('/')[0]}" in notes[0]
+    assert any("judged by the server's clock" in r.getMessage() for r in caplog.records)
+
+
+def test_a_link_valid_by_the_servers_clock_is_downloaded(payload, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The server's clock is two hours behind: its fresh link looks long expired by ours,
+    yet it is valid, downloads, and is said to be valid for its real time left."""
+    root, data = payload
+    events: list[Event] = []
+    with SignedLinkServer(root, ttl=600, faults=Faults(clock_offset=-7200)) as srv:
+        report = download(
+            [srv.url_for(NAME)],
+            tmp_path / "d",
+            catalog=catalog(data),
+            retry=FAST,
+            progress=events.append,
+        )
+    assert report.exit_code == 0
+    assert landed(tmp_path / "d") == data
+    assert any(e.kind == "info" and "behind this machine's" in e.detail for e in events)
+    probed = next(e for e in events if e.kind == "probed")
+    assert 500 < int(probed.detail.split()[-1].rstrip("s")) <= 600

@@ -126,3 +126,46 @@ def test_deadlines_of_every_signing_scheme() -> None:
     assert (
         parse_links_text(f"https://h/k.tgz?Expires={int(time.time()) + 60}")[0].seconds_left() > 0
     )
+
+
+def test_a_link_given_as_the_links_file_keeps_its_secret(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from xview2_ingest.cli import main
+
+    with pytest.raises(LinksFileError) as info:
+        read_links(links_file=SIGNED)
+    assert "abc~def" not in str(info.value) and "Signature" not in str(info.value)
+    assert "pass links as arguments" in str(info.value)
+    code = main(["download", "--links", SIGNED, "--dest", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "abc~def" not in err and "Signature" not in err and "Key-Pair-Id" not in err
+    assert "train_images_labels_targets.tar.gz" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "download.xview2.org/x.tar.gz?Signature=abc~def",  # no scheme
+        "ftp://u:pw@host/x.tar.gz?Signature=abc~def",
+        "https://[::1/x.tar.gz?Signature=abc~def",
+        "https://host:99999/x.tar.gz?Signature=abc~def",
+    ],
+)
+def test_refused_urls_never_show_their_query_or_password(text: str) -> None:
+    with pytest.raises(LinksFileError) as info:
+        read_links([text])
+    assert "abc~def" not in str(info.value) and "Signature" not in str(info.value)
+    assert "pw" not in str(info.value)
+
+
+def test_redact_survives_malformed_urls() -> None:
+    assert redact("https://u:p@[::1/x.tgz?Signature=s#f") == "https://[::1/x.tgz"
+    assert redact("https://h:99999/x.tgz?Signature=s") == "https://h:99999/x.tgz"
+    assert redact("https://[::1]:8443/x.tgz?s=1") == "https://[::1]:8443/x.tgz"
+
+
+def test_a_links_file_given_as_an_argument_gets_a_hint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "links.txt"
+    path.write_text(SIGNED + "\n")
+    with pytest.raises(LinksFileError, match="--links"):
+        read_links([str(path)])

@@ -21,7 +21,7 @@ from .extract.core import Extractor
 from .extract.report import ExtractReport
 from .index.build import build_index
 from .index.stats import DatasetStats, compute_stats
-from .links import Link, read_links
+from .links import Link, check_distinct, read_links
 from .manifest import Manifest
 from .reports import (
     CleanReport,
@@ -76,7 +76,7 @@ def open_destination(
 def _as_links(links: Sequence[Link | str]) -> list[Link]:
     urls = [x for x in links if isinstance(x, str)]
     given = [x for x in links if isinstance(x, Link)]
-    return (read_links(urls) if urls else []) + given
+    return check_distinct((read_links(urls) if urls else []) + given)
 
 
 def download(
@@ -204,12 +204,24 @@ def _file_status(
 
 
 def clean(
-    dest: PathLike | None = None, name: str | None = None, *, endpoint_url: str | None = None
+    dest: PathLike | None = None,
+    names: str | Sequence[str] | None = None,
+    *,
+    endpoint_url: str | None = None,
+    dry_run: bool = False,
 ) -> CleanReport:
-    """Discard unfinished transfers (all, or of ``name``): partial files and resume state
-    locally, unfinished uploads of this destination on object stores."""
+    """Discard this tool's unfinished transfers (all, or those of ``names``): partial
+    files and their resume state locally, its own unfinished uploads on object stores;
+    uploads another tool started at the destination are never touched.  ``dry_run`` only
+    lists what would be discarded."""
     store = open_destination(dest, endpoint_url=endpoint_url)
-    return CleanReport(store.url, store.discard_pending(name))
+    wanted: list[str | None] = [names] if isinstance(names, str) else [*(names or [])]
+    if not wanted:
+        wanted = [None]
+    discarded = [
+        pending.name for name in wanted for pending in store.abort_pending(name, dry_run=dry_run)
+    ]
+    return CleanReport(store.url, discarded, dry_run)
 
 
 def extract(

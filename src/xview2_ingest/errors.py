@@ -15,11 +15,12 @@ class ExitCode(IntEnum):
     """What the ``xview2`` command (and every report's ``exit_code``) returns."""
 
     OK = 0
-    """Everything asked for was done and verified."""
+    """Everything asked for was done; every file verified by the catalog's SHA-1, or, for
+    a file in no catalog, size-checked and reported as unverified."""
     FAILURE = 1
     """A failure: checksum mismatch, server or destination error, unsafe archive."""
     USAGE = 2
-    """Usage error: bad arguments, unreadable links or catalog file."""
+    """Usage error: bad arguments or destination, unreadable links or catalog file."""
     EXPIRED = 3
     """Some links had expired: fresh links are needed for the files named."""
     INTERRUPTED = 130
@@ -33,17 +34,18 @@ class ExitCode(IntEnum):
 
 
 _MEANINGS = {
-    ExitCode.OK: "everything asked for was done and verified",
-    ExitCode.FAILURE: "a failure (checksum mismatch, server or destination error, ...)",
-    ExitCode.USAGE: "usage error (bad arguments, unreadable links or catalog file)",
-    ExitCode.EXPIRED: "some links had expired: the message lists the files that need fresh links",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); finished bytes are kept, the next run resumes",
-    ExitCode.TERMINATED: "stopped by SIGTERM; finished bytes are kept, the next run resumes",
+    ExitCode.OK: "done; each file verified (in no catalog: size-checked, unverified)",
+    ExitCode.FAILURE: "failure: checksum mismatch, server or destination error, ...",
+    ExitCode.USAGE: "usage error: bad arguments or DEST, unreadable links or catalog",
+    ExitCode.EXPIRED: "links expired: the message lists the files needing fresh links",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C): finished bytes are kept, the next run resumes",
+    ExitCode.TERMINATED: "stopped by SIGTERM: finished bytes are kept, the next run resumes",
 }
 
 EXIT_CODES_HELP = "exit codes:\n" + "".join(
     f"  {int(code):<4} {code.meaning}\n" for code in ExitCode
 )
+"""The exit codes for ``--help``, one line each (under 80 columns)."""
 
 
 class XView2Error(Exception):

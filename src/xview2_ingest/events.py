@@ -7,8 +7,8 @@ Callbacks run on worker threads and must be quick and thread-safe.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 EventKind = Literal[
     "probed",  # a link answered; total known; detail holds time left
@@ -31,6 +31,10 @@ class Event:
     done: int = 0
     total: int | None = None
     detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (``kind``, ``name``, ``done``, ``total``, ``detail``)."""
+        return asdict(self)
 
 
 ProgressCallback = Callable[[Event], None]

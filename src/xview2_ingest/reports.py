@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from .errors import ExitCode, LinkExpiredError, XView2Error
+from .errors import ExitCode, LinkExpiredError, TransferInterrupted, XView2Error
 
 
 @runtime_checkable
@@ -44,11 +44,14 @@ def error_dict(error: XView2Error | None) -> dict[str, Any] | None:
         "type": type(error).__name__,
         "message": str(error),
         "file": error.file,
+        "hint": error.hint,
         "exit_code": int(error.exit_code),
     }
 
 
-Status = Literal["verified", "unverified", "skipped", "failed", "expired"]
+Status = Literal["verified", "unverified", "skipped", "failed", "expired", "interrupted"]
+"""``unverified``: in no catalog, so only its size was checked; ``interrupted``: stopped
+by Ctrl-C or a signal, its finished parts kept for the next run."""
 
 
 @dataclass
@@ -94,6 +97,14 @@ class DownloadReport:
         return [f for f in self.files if f.status == "failed"]
 
     @property
+    def interrupted(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "interrupted"]
+
+    @property
+    def unverified(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "unverified"]
+
+    @property
     def bytes_fetched(self) -> int:
         return sum(f.bytes_fetched for f in self.files)
 
@@ -108,8 +119,11 @@ class DownloadReport:
 
     @property
     def exit_code(self) -> int:
-        if self.failed:
-            return max(f.error.exit_code if f.error else ExitCode.FAILURE for f in self.failed)
+        codes = [f.error.exit_code if f.error else ExitCode.FAILURE for f in self.failed]
+        if self.interrupted:
+            codes.append(ExitCode.INTERRUPTED)
+        if codes:
+            return max(codes)
         if self.expired:
             return ExitCode.EXPIRED
         return ExitCode.OK
@@ -129,7 +143,16 @@ class DownloadReport:
 
 
 def failure_of(error: XView2Error) -> Status:
+    if isinstance(error, TransferInterrupted):
+        return "interrupted"
     return "expired" if isinstance(error, LinkExpiredError) else "failed"
+
+
+def unfinished_words(dest: str, count: int) -> str:
+    """What unfinished transfers are at ``dest``: partial files on a disk, uploads not
+    yet completed on an object store."""
+    noun = "unfinished upload" if "://" in dest else "partial download"
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 FileState = Literal[
@@ -183,6 +206,8 @@ class StatusReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
             "files": [asdict(f) for f in self.files],
             "pending_uploads": [asdict(p) for p in self.pending],
         }
@@ -193,7 +218,9 @@ class CleanReport:
     """What :func:`~xview2_ingest.clean` discarded."""
 
     dest: str
-    discarded: int
+    discarded: list[str] = field(default_factory=list)
+    """Names of the unfinished transfers discarded (or, in a dry run, to be discarded)."""
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -204,10 +231,19 @@ class CleanReport:
         return ExitCode.OK
 
     def summary(self) -> str:
-        return f"discarded {self.discarded} unfinished transfer(s) at {self.dest}"
+        verb = "would discard" if self.dry_run else "discarded"
+        words = unfinished_words(self.dest, len(self.discarded))
+        names = f": {', '.join(self.discarded)}" if self.discarded else ""
+        return f"{verb} {words} at {self.dest}{names}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dest": self.dest, "discarded": self.discarded}
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            "dry_run": self.dry_run,
+            "discarded": self.discarded,
+        }
 
 
 @dataclass

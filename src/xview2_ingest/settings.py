@@ -18,6 +18,7 @@ Each service's own conventions are left to its library: the AWS credential chain
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class IntSetting:
     default: int
     minimum: int = 1
     maximum: int | None = None
+    why_maximum: str = ""
+    """Why the maximum, said in the error (e.g. "this machine's memory")."""
 
     def resolve(self, value: int | None) -> int:
         source = self.flag
@@ -59,7 +62,8 @@ class IntSetting:
         if value < self.minimum:
             raise UsageError(f"{source} must be at least {self.minimum} (got {value})")
         if self.maximum is not None and value > self.maximum:
-            raise UsageError(f"{source} must be at most {self.maximum} (got {value})")
+            why = f", {self.why_maximum}" if self.why_maximum else ""
+            raise UsageError(f"{source} must be at most {self.maximum}{why} (got {value})")
         return value
 
 
@@ -72,17 +76,69 @@ MAX_CONNECTIONS = IntSetting(
     DEFAULT_MAX_CONNECTIONS,
     maximum=MAX_CONNECTIONS_LIMIT,
 )
-MEMORY_MB = IntSetting("--memory-mb", "XVIEW2_MEMORY_MB", DEFAULT_MEMORY_MB, MIN_MEMORY_MB)
+
+
+def physical_memory_mb() -> int | None:
+    """This machine's memory in MB, when the system says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1_000_000
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+MEMORY_MB = IntSetting(
+    "--memory-mb",
+    "XVIEW2_MEMORY_MB",
+    DEFAULT_MEMORY_MB,
+    MIN_MEMORY_MB,
+    maximum=physical_memory_mb(),
+    why_maximum="this machine's memory",
+)
+MAX_PART_SIZE_MB = 5 * 1024
+"""The largest part S3 accepts (5 GiB), in MiB: a larger part is a mistake everywhere."""
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def dest_setting(dest: str | os.PathLike[str] | None) -> str:
-    """The destination: ``dest``, else ``XVIEW2_DEST``, else ``./data/xview2``."""
+    """The destination: ``dest``, else ``XVIEW2_DEST``, else ``./data/xview2``.
+
+    A URL that names no destination (``s3://`` without a bucket, another scheme) is a
+    :class:`~xview2_ingest.errors.UsageError` naming ``--dest`` or ``XVIEW2_DEST``.
+    """
     if dest is not None:
         text = os.fspath(dest)
         if not text:
-            raise UsageError("--dest is empty")
+            raise UsageError("--dest is empty", hint=DEST_HINT)
+        check_dest_url(text, "--dest")
         return text
-    return os.environ.get("XVIEW2_DEST") or DEFAULT_DEST
+    text = os.environ.get("XVIEW2_DEST") or DEFAULT_DEST
+    check_dest_url(text, "XVIEW2_DEST")
+    return text
+
+
+DEST_HINT = "give a folder, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+
+
+def check_dest_url(dest: str, source: str) -> None:
+    """Refuse a destination URL that cannot name a store; folders pass unchanged."""
+    scheme, sep, rest = dest.partition("://")
+    if not sep:
+        return
+    if scheme == "https" and ".blob.core.windows.net/" in dest:
+        scheme, rest = "az", rest.partition("/")[2]
+    elif scheme in ("abfs", "abfss"):
+        scheme, rest = "az", rest.partition("@")[0] + "/" + rest.partition("/")[2]
+    if scheme not in ("s3", "gs", "az"):
+        raise UsageError(f"{source} {dest!r}: unsupported kind of destination", hint=DEST_HINT)
+    bucket = rest.partition("/")[0]
+    word = "container" if scheme == "az" else "bucket"
+    if not bucket:
+        raise UsageError(f"{source} {dest!r} names no {word}", hint=f"use {scheme}://{word}/prefix")
+    if scheme == "s3" and not S3_BUCKET.fullmatch(bucket):
+        raise UsageError(
+            f"{source} {dest!r}: {bucket!r} is not a valid bucket name",
+            hint="bucket names have 3 to 63 lowercase letters, digits, dots or hyphens",
+        )
 
 
 def catalog_files(files: Sequence[str | os.PathLike[str]] = ()) -> list[str]:

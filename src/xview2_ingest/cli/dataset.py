@@ -7,20 +7,26 @@ import sys
 from typing import Any
 
 import xview2_ingest as api
+from xview2_ingest.errors import UsageError
 from xview2_ingest.reports import IngestReport
 
 from .options import (
+    FILE,
     add_catalog,
     add_command,
     add_common,
     add_download_options,
     add_extract_options,
+    capped_notes,
+    check_destination,
     download_settings,
     links_of,
     prompts,
-    wants_view,
+    whole_number,
 )
-from .ui import ProgressView, ask_fresh_links, err, show_expired, show_failures
+from .session import Session
+from .tables import stats_tables
+from .ui import ask_fresh_links, err, show_expired, show_failures, show_unverified
 
 MAX_SKIPPED_SHOWN = 20
 
@@ -70,7 +76,13 @@ def register(sub: Any) -> None:
         "and damage class.",
         cmd_stats,
     )
-    _add_stats_options(p)
+    p.add_argument(
+        "--format",
+        choices=["table", "csv"],
+        default="table",
+        help="a table for the terminal (default) or CSV on stdout; --json for JSON",
+    )
+    p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG").complete = FILE  # type: ignore[attr-defined]
     add_common(p)
 
     p = add_command(
@@ -101,44 +113,38 @@ def register(sub: Any) -> None:
         "$XVIEW2_DEST; a folder holding real archives is refused) and show its statistics.",
         cmd_demo,
     )
-    p.add_argument("--pairs", type=int, default=40, help="image pairs per split (default: 40)")
     p.add_argument(
-        "--ttl", type=float, default=300, help="seconds the demo links live (default: 300)"
+        "--pairs",
+        type=whole_number(),
+        default=40,
+        metavar="N",
+        help="image pairs per split (default: 40)",
+    )
+    p.add_argument(
+        "--ttl",
+        type=float,
+        default=300,
+        metavar="SECONDS",
+        help="seconds the demo links live (default: 300)",
     )
     add_common(p)
 
 
-def _add_stats_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--format",
-        choices=["table", "csv", "json"],
-        default="table",
-        help="terminal table (default), or CSV / JSON on stdout",
-    )
-    p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG")
-
-
-def _finish(report: Any, quiet: bool) -> int:
-    show_failures(report)
-    if not quiet:
-        err(report.summary())
-    return int(report.exit_code)
-
-
 def cmd_extract(args: argparse.Namespace) -> int:
-    with ProgressView(wants_view(args), notices=not args.quiet) as view:
+    check_destination(args, creates=False)
+    with Session(args) as run:
         report = api.extract(
             args.names or None,
             args.dest,
             catalog_files=args.catalog,
             endpoint_url=args.endpoint_url,
-            progress=view,
+            progress=run.progress,
             remove_archives=args.remove_archives,
             assemble_geotiff=args.assemble_geotiff,
             check=args.check,
             workers=args.workers,
         )
-    return _finish(report, args.quiet)
+        return run.finish(report, lambda: show_failures(report))
 
 
 def _show_skipped(skipped: list[tuple[str, str]]) -> None:
@@ -149,60 +155,65 @@ def _show_skipped(skipped: list[tuple[str, str]]) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    with ProgressView(wants_view(args), notices=not args.quiet) as view:
+    check_destination(args, creates=False)
+    with Session(args) as run:
         report = api.build_index(
             args.dest,
             from_archives=args.from_archives,
             endpoint_url=args.endpoint_url,
-            progress=view,
+            progress=run.progress,
         )
-    _show_skipped(report.skipped)
-    return _finish(report, args.quiet)
+        return run.finish(report, lambda: _show_skipped(report.skipped))
 
 
-def _show_stats(stats: api.DatasetStats, fmt: str, png: str | None, quiet: bool) -> None:
-    if fmt == "csv":
-        sys.stdout.write(stats.to_csv())
-    elif fmt == "json":
-        sys.stdout.write(stats.to_json() + "\n")
-    else:
-        from rich.console import Console
+def _print_stats(stats: api.DatasetStats) -> None:
+    from rich.console import Console
 
-        Console().print(stats.to_rich())
-    if png:
-        stats.write_png(png)
-        if not quiet:
-            err(f"chart written to {png}")
+    console = Console()
+    console.print(stats_tables(stats, console.width))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    stats = api.dataset_stats(args.dest, endpoint_url=args.endpoint_url)
-    _show_stats(stats, args.format, args.png, args.quiet)
-    return stats.exit_code
+    if args.json and args.format == "csv":
+        raise UsageError("--format csv and --json both write to stdout", hint="choose one")
+    check_destination(args, creates=False)
+    with Session(args, view=False) as run:
+        stats = api.dataset_stats(args.dest, endpoint_url=args.endpoint_url)
+        if args.format == "csv":
+            sys.stdout.write(stats.to_csv())
+        elif not args.json:
+            _print_stats(stats)
+        if args.png:
+            stats.write_png(args.png)
+            if not args.quiet:
+                err(f"chart written to {args.png}")
+        run.quiet = True  # the table is the output
+        return run.finish(stats)
 
 
-def _show_ingest(report: IngestReport, quiet: bool) -> int:
+def _show_ingest(report: IngestReport) -> None:
     for stage in report.stages.values():
         if stage is not None:
             show_failures(stage)
     download = report.stages.get("download")
     if isinstance(download, api.DownloadReport):
         show_expired(download)
+        show_unverified(download)
     index = report.stages.get("index")
     if isinstance(index, api.IndexReport):
         _show_skipped(index.skipped)
-    if not quiet:
-        err(report.summary())
-    return report.exit_code
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     links = links_of(args)
-    with ProgressView(wants_view(args), notices=not args.quiet) as view:
+    check_destination(args, creates=True)
+    with Session(args) as run:
+        for note in capped_notes(args):
+            run.note(note)
         report = api.ingest(
             links,
             args.dest,
-            progress=view,
+            progress=run.progress,
             fresh_links=ask_fresh_links if prompts(args) else None,
             extract_archives=not args.no_extract,
             from_archives=args.from_archives,
@@ -211,20 +222,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             workers=args.workers,
             **download_settings(args),
         )
-    return _show_ingest(report, args.quiet)
+        return run.finish(report, lambda: _show_ingest(report))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with ProgressView(wants_view(args), notices=not args.quiet) as view:
+    if args.dest is not None:  # else its own folder, never $XVIEW2_DEST
+        check_destination(args, creates=True)
+    with Session(args) as run:
         report = api.demo(
             args.dest,
             pairs=args.pairs,
             ttl=args.ttl,
             endpoint_url=args.endpoint_url,
-            progress=view,
+            progress=run.progress,
         )
-    code = _show_ingest(report, args.quiet)
-    if code == 0 and not args.quiet:
-        stats = api.dataset_stats(report.dest, endpoint_url=args.endpoint_url)
-        _show_stats(stats, "table", None, args.quiet)
-    return code
+        stats = None
+        if report.exit_code == 0:
+            stats = api.dataset_stats(report.dest, endpoint_url=args.endpoint_url)
+        extra = {"stats": stats.to_dict()} if stats is not None else {}
+        code = run.finish(report, lambda: _show_ingest(report), **extra)
+        if stats is not None and not args.quiet and not args.json:
+            _print_stats(stats)
+        return code

@@ -4,21 +4,55 @@ plain values the library takes."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from xview2_ingest import Link, read_links
-from xview2_ingest.errors import EXIT_CODES_HELP, UsageError
+from xview2_ingest.errors import EXIT_CODES_HELP, DestinationError, UsageError
 from xview2_ingest.settings import (
+    CONNECTIONS,
     DEFAULT_CONNECTIONS,
     DEFAULT_DEST,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MEMORY_MB,
+    MAX_CONNECTIONS,
+    MAX_PART_SIZE_MB,
+    dest_setting,
 )
 
 Handler = Callable[[argparse.Namespace], int]
 MiB = 1 << 20
+
+FILE = {
+    "bash": "_shtab_compgen_files",
+    "zsh": "_files",
+    "tcsh": "f",
+    "fish": "(__fish_complete_path (commandline -ct))",
+}
+"""Shell completion of file names for an option (``action.complete``, read by shtab)."""
+DIRECTORY = {
+    "bash": "_shtab_compgen_dirs",
+    "zsh": "_files -/",
+    "tcsh": "d",
+    "fish": "(__fish_complete_directories)",
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description to the terminal; keeps indented lines (the
+    exit codes, commands) as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        for block in text.split("\n\n"):
+            if block.startswith(" ") or "\n " in block or block.startswith("exit codes:"):
+                out.append("".join(indent + line + "\n" for line in block.splitlines()))
+            else:
+                out.append(super()._fill_text(block, width, indent) + "\n")
+        return "\n".join(out).rstrip("\n")
 
 
 def add_command(sub: Any, name: str, summary: str, description: str, handler: Handler) -> Any:
@@ -28,20 +62,67 @@ def add_command(sub: Any, name: str, summary: str, description: str, handler: Ha
         help=summary,
         description=description,
         epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.set_defaults(handler=handler)
     return p
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
+def whole_number(minimum: int = 1) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (exit 2 otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum} (got {value})")
+        return value
+
+    return parse
+
+
+def part_size_mb(text: str) -> float:
+    """An argparse type: a part size in MiB, above 0 and at most S3's 5 GiB part."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= MAX_PART_SIZE_MB:
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_PART_SIZE_MB} (5 GiB, the largest part S3 "
+            f"accepts) (got {text})"
+        )
+    return value
+
+
+def add_dest(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dest",
+        metavar="DEST",
         help=f"local folder or s3://bucket/prefix (default: $XVIEW2_DEST or {DEFAULT_DEST})",
+    ).complete = DIRECTORY  # type: ignore[attr-defined]
+    p.add_argument(
+        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)"
     )
-    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)")
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="newline-delimited JSON on stdout: progress events, then one final report "
+        '(or error) object marked "final": true; human output stays on stderr',
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--dest``, ``--endpoint-url``, ``--json``, ``--quiet``, ``--verbose``."""
+    add_dest(p)
+    add_output(p)
 
 
 def add_catalog(p: argparse.ArgumentParser) -> None:
@@ -52,7 +133,7 @@ def add_catalog(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help='JSON {"<file>": {"size": N, "sha1": "...", "md5": "..."}} adding to or '
         "overriding the built-in catalog (repeatable; default: $XVIEW2_CATALOG)",
-    )
+    ).complete = FILE  # type: ignore[attr-defined]
 
 
 def add_download_options(p: argparse.ArgumentParser) -> None:
@@ -62,26 +143,30 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="file of links (URL per line, name=URL, "
         "JSON object or Python dict); - reads standard input",
-    )
+    ).complete = FILE  # type: ignore[attr-defined]
     p.add_argument(
         "--connections",
-        type=int,
+        type=whole_number(),
+        metavar="N",
         help=f"ranged connections per file (default: $XVIEW2_CONNECTIONS or {DEFAULT_CONNECTIONS})",
     )
     p.add_argument(
         "--max-connections",
-        type=int,
+        type=whole_number(),
+        metavar="N",
         help=f"connections across all files (default: $XVIEW2_MAX_CONNECTIONS or "
         f"{DEFAULT_MAX_CONNECTIONS})",
     )
     p.add_argument(
         "--memory-mb",
-        type=int,
+        type=whole_number(),
+        metavar="MB",
         help=f"buffer memory budget in MB (default: $XVIEW2_MEMORY_MB or {DEFAULT_MEMORY_MB})",
     )
     p.add_argument(
         "--part-size-mb",
-        type=float,
+        type=part_size_mb,
+        metavar="MIB",
         help="size of each ranged request and upload part, in MiB (default: 4 local, up to "
         "16 S3, smaller when the memory budget must hold a part for every connection; grown "
         "to fit the store's part limit; a resumed upload keeps its own)",
@@ -110,7 +195,13 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also join the six GeoTIFF parts into xview2_geotiff.tgz",
     )
-    p.add_argument("--workers", type=int, default=8, help="parallel member writers (default 8)")
+    p.add_argument(
+        "--workers",
+        type=whole_number(),
+        default=8,
+        metavar="N",
+        help="parallel member writers (default 8)",
+    )
 
 
 def links_of(args: argparse.Namespace) -> list[Link]:
@@ -125,9 +216,59 @@ def links_of(args: argparse.Namespace) -> list[Link]:
 def part_size_of(args: argparse.Namespace) -> int | None:
     if args.part_size_mb is None:
         return None
-    if args.part_size_mb <= 0:
-        raise UsageError(f"--part-size-mb must be positive (got {args.part_size_mb:g})")
     return int(args.part_size_mb * MiB)
+
+
+def capped_notes(args: argparse.Namespace) -> list[str]:
+    """What the flags ask for that the run will not do as asked, said up front."""
+    per_file = CONNECTIONS.resolve(args.connections)
+    in_all = MAX_CONNECTIONS.resolve(args.max_connections)
+    notes = []
+    if per_file > in_all:
+        notes.append(
+            f"note: {per_file} connections per file (--connections) is more than "
+            f"{in_all} in all (--max-connections): at most {in_all} are used"
+        )
+    return notes
+
+
+def check_destination(args: argparse.Namespace, *, creates: bool) -> None:
+    """Refuse a local destination that cannot work, once, before any file is tried.
+
+    ``creates``: the command makes the folder when it is missing (download, ingest);
+    otherwise a missing folder is a mistake (a typo in ``--dest``) and exit 2.
+    """
+    text = dest_setting(args.dest)  # also refuses a URL that names no store
+    if "://" in text:
+        return
+    source = (
+        "--dest"
+        if args.dest is not None
+        else ("XVIEW2_DEST" if os.environ.get("XVIEW2_DEST") else "the default destination")
+    )
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(
+                f"{source} {text} is a file, not a folder", hint="give a folder for DEST"
+            )
+        return
+    if not creates:
+        raise UsageError(
+            f"{source} {text} does not exist",
+            hint=f"check the name; `xview2 download --dest {text} ...` creates it",
+        )
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise UsageError(
+            f"{source} {text} cannot be created: {parent} is a file, not a folder",
+            hint="give a folder for DEST",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DestinationError(
+            f"cannot create the destination folder {text}: permission denied in {parent}",
+            hint="choose a destination you can write to",
+        )
 
 
 def download_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 import xview2_ingest as api
@@ -14,12 +12,15 @@ from .options import (
     add_command,
     add_common,
     add_download_options,
+    capped_notes,
+    check_destination,
     download_settings,
     links_of,
     prompts,
-    wants_view,
 )
-from .ui import ProgressView, ask_fresh_links, err, show_expired, show_failures
+from .session import Session
+from .tables import status_table
+from .ui import ask_fresh_links, show_expired, show_failures, show_unverified
 
 
 def register(sub: Any) -> None:
@@ -40,78 +41,72 @@ def register(sub: Any) -> None:
         sub,
         "status",
         "what is verified, partial or missing at DEST",
-        "List the files of the catalog and of the manifest at DEST: verified, unverified, "
-        "partial (an unfinished transfer) or missing.",
+        "List the files of the catalog and of the manifest at DEST: verified, unverified "
+        "(in no catalog: only the size was checked), partial (a partial download or an "
+        "unfinished upload) or missing.",
         cmd_status,
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     add_catalog(p)
     add_common(p)
 
     p = add_command(
         sub,
         "clean",
-        "discard unfinished transfers at DEST",
-        "Discard unfinished transfers at DEST: partial files and their resume state "
-        "locally, this tool's unfinished uploads on object stores. Published files are "
-        "never touched.",
+        "discard partial downloads and unfinished uploads at DEST",
+        "Discard unfinished transfers at DEST: partial files and their resume state in a "
+        "folder, this tool's unfinished multipart uploads on S3. Published files are never "
+        "touched.",
         cmd_clean,
     )
-    p.add_argument("name", nargs="?", help="only this file")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these files (default: all)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be discarded; discard nothing"
+    )
     add_common(p)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     links = links_of(args)
-    with ProgressView(wants_view(args), notices=not args.quiet) as view:
+    check_destination(args, creates=True)
+    with Session(args) as run:
+        for note in capped_notes(args):
+            run.note(note)
         report = api.download(
             links,
             args.dest,
-            progress=view,
+            progress=run.progress,
             fresh_links=ask_fresh_links if prompts(args) else None,
             **download_settings(args),
         )
-    show_failures(report)
-    show_expired(report)
-    if not args.quiet:
-        err(report.summary())
-    return report.exit_code
+
+        def show() -> None:
+            show_failures(report)
+            show_expired(report)
+            show_unverified(report)
+
+        return run.finish(report, show)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    report = api.status(args.dest, catalog_files=args.catalog, endpoint_url=args.endpoint_url)
-    if args.json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-        return report.exit_code
-    from rich.console import Console
-    from rich.table import Table
+    check_destination(args, creates=False)
+    with Session(args, view=False) as run:
+        report = api.status(args.dest, catalog_files=args.catalog, endpoint_url=args.endpoint_url)
+        if not args.json:
+            from rich.console import Console
 
-    table = Table(title=f"xview2 at {report.dest}")
-    table.add_column("file", no_wrap=True)
-    for col in ("state", "size", "sha1", "verified at"):
-        table.add_column(col)
-    colors = {"verified": "green", "unverified": "yellow", "partial": "cyan", "missing": "dim"}
-    colors["corrupt"] = "bold red"  # found by `xview2 verify`
-    colors.update(truncated="bold red", extracted="blue")  # found by, or done by, extract
-    for f in report.files:
-        size = f"{f.size:,}" if f.size else (f"{f.bytes_done:,} so far" if f.bytes_done else "")
-        table.add_row(
-            f.name, f"[{colors[f.state]}]{f.state}", size, (f.sha1 or "")[:12], f.verified_at or ""
-        )
-    console = Console()
-    console.print(table)
-    for f in report.files:
-        if f.detail and f.state != "verified":
-            console.print(f"{f.name}: {f.state}: {f.detail}", markup=False)
-    if report.pending:
-        console.print(f"{len(report.pending)} unfinished transfer(s); `xview2 clean` drops them:")
-        for p in report.pending:
-            console.print(f"  {p.name}: {p.parts_done} parts, {p.bytes_done:,} bytes ({p.detail})")
-    return report.exit_code
+            console = Console()
+            console.print(status_table(report, console.width))
+            for f in report.files:  # what is wrong and the command that fixes it
+                if f.detail and f.state != "verified":
+                    console.print(f"{f.name}: {f.state}: {f.detail}", markup=False)
+        run.quiet = True  # the table is the output; no summary line under it
+        return run.finish(report)
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    report = api.clean(args.dest, args.name, endpoint_url=args.endpoint_url)
-    if not args.quiet:
-        err(report.summary())
-    return report.exit_code
+    check_destination(args, creates=False)
+    with Session(args, view=False) as run:
+        report = api.clean(
+            args.dest, args.names or None, endpoint_url=args.endpoint_url, dry_run=args.dry_run
+        )
+        return run.finish(report)

@@ -44,7 +44,8 @@ class Faults:
     """Answer 200 with the whole file to every Range request."""
     status_first: list[int] = field(default_factory=list)
     """Statuses to return instead of the file for the first requests, in order (e.g. 503)."""
-    retry_after: int | None = None
+    retry_after: int | str | None = None
+    """The ``Retry-After`` header sent with ``status_first`` (a string may be malformed)."""
     reset_after: int | None = None
     """Cut the connection after this many body bytes ..."""
     reset_count: int = 0
@@ -63,6 +64,13 @@ class Faults:
     expire_after_requests: int | None = None
     """Treat every link as expired once this many file requests were served."""
     requests: int = 0
+    clock_offset: float = 0.0
+    """Seconds this server's clock is ahead of the machine's (behind when negative): its
+    ``Date`` header, the expiry check and the links it signs all follow it."""
+    redirects: int = 0
+    """Answer each signed request with this many chained redirects (302) before serving."""
+    redirect_to: str | None = None
+    """A base URL (another server with the same secret): the last redirect goes there."""
 
     def take(self, attr: str) -> bool:
         value = getattr(self, attr)
@@ -77,6 +85,11 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log(self, type: str, message: str, *args: object) -> None:
         log.debug("demo server: %s", type)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, by the server's own (possibly skewed) clock."""
+        clock = getattr(self.server, "clock", time.time)
+        return super().date_time_string(clock() if timestamp is None else timestamp)
 
 
 class SignedLinkServer:
@@ -99,7 +112,10 @@ class SignedLinkServer:
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", port, self._app, threaded=True, request_handler=_QuietHandler
         )
+        self._server.clock = self.now  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
+        self.hits = 0
+        """Every request that reached the server, refused ones and redirects included."""
         self.requests: list[tuple[str, str | None]] = []
         """(path, Range header) of every file request, for tests."""
         self.bytes_served = 0
@@ -110,6 +126,10 @@ class SignedLinkServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
 
+    def now(self) -> float:
+        """The time by this server's clock (``Faults.clock_offset`` off the machine's)."""
+        return time.time() + self.faults.clock_offset
+
     def _signature(self, path: str, expires: int) -> str:
         mac = hmac.new(self.secret, f"{path}:{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=").replace("-", "~")
@@ -117,7 +137,7 @@ class SignedLinkServer:
     def url_for(self, name: str, ttl: float | None = None, expires: int | None = None) -> str:
         path = "/" + quote(name)
         if expires is None:
-            expires = int(time.time() + (self.ttl if ttl is None else ttl))
+            expires = int(self.now() + (self.ttl if ttl is None else ttl))
         sig = self._signature(path, expires)
         return f"{self.base_url}{path}?Expires={expires}&Signature={sig}&Key-Pair-Id={KEY_PAIR_ID}"
 
@@ -147,6 +167,8 @@ class SignedLinkServer:
 
     def _app(self, environ, start_response):  # type: ignore[no-untyped-def]
         request = Request(environ)
+        with self._lock:
+            self.hits += 1
         response = self._handle(request)
         return response(environ, start_response)
 
@@ -162,6 +184,9 @@ class SignedLinkServer:
         ):
             return self._denied()
         faults = self.faults
+        hop = request.args.get("hop", "0")
+        if hop.isdigit() and int(hop) < faults.redirects:
+            return self._redirect(request, int(hop) + 1)
         with self._lock:
             faults.requests += 1
             count = faults.requests
@@ -170,7 +195,7 @@ class SignedLinkServer:
             reset = faults.take("reset_count")
             stall = faults.take("stall_count")
             wrong = faults.take("wrong_range")
-        if time.time() > expires or (
+        if self.now() > expires or (
             faults.expire_after_requests is not None and count > faults.expire_after_requests
         ):
             return self._denied()
@@ -191,6 +216,18 @@ class SignedLinkServer:
                 content_type="text/html; charset=utf-8",
             )
         return self._serve(request, file, reset=reset, stall=stall, wrong=wrong)
+
+    def _redirect(self, request: Request, hop: int) -> Response:
+        """A 302 to the same signed link with ``hop`` counted up; the last one goes to
+        ``Faults.redirect_to`` when set."""
+        base = self.base_url
+        if hop == self.faults.redirects and self.faults.redirect_to:
+            base = self.faults.redirect_to.rstrip("/")
+        query = "&".join(
+            f"{quote(k)}={quote(v, safe='~')}" for k, v in request.args.items() if k != "hop"
+        )
+        location = f"{base}{quote(request.path)}?{query}&hop={hop}"
+        return Response(b"", 302, headers={"Location": location})
 
     def _serve(
         self, request: Request, file: Path, *, reset: bool, stall: bool, wrong: bool

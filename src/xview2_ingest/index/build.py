@@ -181,8 +181,8 @@ def build_index(
             if not names:
                 raise NoLabelsError(
                     f"no label files under {store.url}/<split>/labels",
-                    hint="extract the archives first, or index straight from them "
-                    "(from_archives=True, --from-archives)",
+                    hint="run `xview2 extract` first, or index straight from the archives "
+                    "with `xview2 index --from-archives`",
                 )
             total = sum(size for _, size in names)
             tasks = _tree_tasks(names)

@@ -337,7 +337,7 @@ def compute_stats(
             raise IndexMissingError(
                 f"no index at {store.url}",
                 file=IMAGES_FILE,
-                hint="build it first (build_index / `xview2 index`)",
+                hint="build it first with `xview2 index`",
             )
         build_index(store.url, endpoint_url=endpoint_url, progress=progress)
         data = store.read_bytes(IMAGES_FILE)

@@ -122,8 +122,11 @@ class Store(Protocol):
 
     def pending_uploads(self) -> list[PendingUpload]: ...
 
-    def discard_pending(self, name: str | None = None) -> int:
-        """Abort unfinished uploads (all, or of ``name``); return how many."""
+    def abort_pending(
+        self, name: str | None = None, *, dry_run: bool = False
+    ) -> list[PendingUpload]:
+        """Abort this tool's own unfinished uploads (all, or of ``name``); return them.
+        ``dry_run`` only lists them.  Uploads another tool started are never touched."""
         ...
 
 

@@ -281,9 +281,22 @@ class LocalStore:
         self.work = self.root / WORK_DIR
 
     def path_of(self, name: str) -> Path:
-        path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise DestinationError("refusing a name outside the destination", file=name)
+        """The path of ``name``, refused unless it is a file under :attr:`root`.
+
+        Resolved, so ``..`` and symbolic links that lead outside are caught; an empty
+        name, one that is the root itself, or one with a NUL byte is refused too.
+        """
+        root = self.root.resolve()
+        try:
+            path = (self.root / name).resolve() if name and "\x00" not in name else root
+        except (OSError, ValueError):
+            path = root
+        if path == root or not path.is_relative_to(root):
+            raise DestinationError(
+                f"refusing the name {name[:200]!r}: it does not name a file inside {self.url}",
+                file=name,
+                hint="names must stay under the destination folder",
+            )
         return path
 
     def _ensure_root(self) -> None:
@@ -383,18 +396,22 @@ class LocalStore:
             )
         return out
 
-    def discard_pending(self, name: str | None = None) -> int:
-        count = 0
+    def abort_pending(
+        self, name: str | None = None, *, dry_run: bool = False
+    ) -> list[PendingUpload]:
+        """Delete the partial files (all, or of ``name``) and their resume state; return
+        them.  ``dry_run`` only lists them.  Only this tool's own folder is looked at."""
         partial = self.work / "partial"
-        if not partial.exists():
-            return 0
+        done = []
         for pending in self.pending_uploads():
-            if name is None or pending.name == name:
+            if name is not None and pending.name != name:
+                continue
+            if not dry_run:
                 base = partial / pending.name.replace("/", "%2F")
                 for suffix in (".part", ".state.json", ".durable.json"):
                     base.with_name(base.name + suffix).unlink(missing_ok=True)
-                count += 1
-        return count
+            done.append(pending)
+        return done
 
     def open_read_at(self, name: str, offset: int) -> IO[bytes]:
         """Like :meth:`open_read`, starting ``offset`` bytes into the file."""

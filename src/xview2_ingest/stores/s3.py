@@ -96,6 +96,26 @@ def _hashed(record: dict[str, Any] | None) -> int:
     return hashed if isinstance(hashed, int) else -1
 
 
+MAX_KEY_BYTES = 1024
+"""S3's limit on the length of an object key, in bytes of UTF-8."""
+
+
+def _key_problem(name: str, key: str) -> str | None:
+    """Why ``name`` (giving ``key``) would not stay under its prefix, or None."""
+    if not name:
+        return "the name is empty"
+    if name.startswith("/"):
+        return "the name is absolute"
+    segments = key.removesuffix("/").split("/")  # "folder/" is a listing prefix
+    if any(segment in ("", ".", "..") for segment in segments):
+        return "a path segment is empty, '.' or '..'"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return "it holds a control character"
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return f"the key is longer than S3's {MAX_KEY_BYTES} bytes"
+    return None
+
+
 def parse_s3_url(url: str) -> tuple[str, str]:
     rest = url[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
@@ -310,7 +330,22 @@ class S3Store:
         )
 
     def key_of(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
+        """The object key of ``name``, refused unless it stays under the prefix.
+
+        S3 takes ``..`` literally, but tools that mirror a bucket to disk do not: a key
+        ``prefix/../victim`` lands outside.  So no segment may be empty (but for a final
+        ``/`` of a folder prefix), ``.`` or ``..``, the name may not start with ``/`` or
+        hold control characters, and the whole key must fit S3's 1,024 bytes.
+        """
+        key = f"{self.prefix}/{name}" if self.prefix else name
+        problem = _key_problem(name, key)
+        if problem is not None:
+            raise DestinationError(
+                f"refusing the object name {name[:200]!r} in {self.url}: {problem}",
+                file=name,
+                hint="names must stay under the destination prefix",
+            )
+        return key
 
     def state_key(self, name: str) -> str:
         return self.key_of(f"{STATE_DIR}/{name}.json")
@@ -402,6 +437,7 @@ class S3Store:
             raise _error(exc, prefix or "(listing)", "list", self.url) from None
 
     def _uploads(self) -> list[dict[str, Any]]:
+        """Every unfinished multipart upload under the prefix, whoever started it."""
         base = f"{self.prefix}/" if self.prefix else ""
         try:
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
@@ -411,38 +447,77 @@ class S3Store:
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, "(uploads)", "list uploads in", self.url) from None
 
-    def pending_uploads(self) -> list[PendingUpload]:
-        out = []
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        for upload in self._uploads():
-            parts = self.client.list_parts(
-                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            ).get("Parts", [])
-            out.append(
-                PendingUpload(
-                    upload["Key"][strip:],
-                    upload.get("Initiated") and upload["Initiated"].isoformat(),
-                    len(parts),
-                    sum(p["Size"] for p in parts),
-                    f"multipart upload {upload['UploadId'][:12]}",
-                )
-            )
-        return out
+    def _own_uploads(self, name: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(name, listing entry) of each unfinished upload this tool started here.
 
-    def discard_pending(self, name: str | None = None) -> int:
-        count = 0
+        An upload is ours when its key is the key of a name and that name's resume state
+        (``.xview2/state/NAME.json`` in the bucket, or this machine's local copy) names
+        its upload id.  Upload ids are unique, so another tool's upload under the same
+        prefix, even of the same key, is never taken for ours.
+        """
         strip = len(self.prefix) + 1 if self.prefix else 0
+        own = []
         for upload in self._uploads():
             rel = upload["Key"][strip:]
-            if name is not None and rel != name:
+            if (name is not None and rel != name) or rel.startswith(".xview2/"):
                 continue
-            self.client.abort_multipart_upload(
+            if _key_problem(rel, upload["Key"]) is None and self._state_names(rel, upload):
+                own.append((rel, upload))
+        return own
+
+    def _state_names(self, name: str, upload: dict[str, Any]) -> bool:
+        """Whether this tool's resume state of ``name`` records ``upload``."""
+        upload_id, key = upload["UploadId"], upload["Key"]
+        try:
+            state = self._read_json(self.state_key(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "read resume state in", self.url) from None
+        if state and state.get("upload_id") == upload_id and state.get("key") == key:
+            return True
+        local = self.local_copy(key).read()
+        return bool(local and local.get("upload_id") == upload_id and local.get("key") == key)
+
+    def _pending(self, name: str, upload: dict[str, Any]) -> PendingUpload:
+        try:
+            pages = self.client.get_paginator("list_parts").paginate(
                 Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
             )
-            self.client.delete_object(Bucket=self.bucket, Key=self.state_key(rel))
-            self.local_copy(upload["Key"]).delete()
-            count += 1
-        return count
+            parts = [p for page in pages for p in page.get("Parts", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "list the parts of an upload in", self.url) from None
+        return PendingUpload(
+            name,
+            upload.get("Initiated") and upload["Initiated"].isoformat(),
+            len(parts),
+            sum(p["Size"] for p in parts),
+            f"multipart upload {upload['UploadId'][:12]}",
+        )
+
+    def pending_uploads(self) -> list[PendingUpload]:
+        """This tool's unfinished uploads here (see :meth:`_own_uploads`)."""
+        return [self._pending(rel, upload) for rel, upload in self._own_uploads()]
+
+    def abort_pending(
+        self, name: str | None = None, *, dry_run: bool = False
+    ) -> list[PendingUpload]:
+        """Abort this tool's unfinished uploads (all, or of ``name``) with their resume
+        state; return them.  ``dry_run`` only lists them.  Uploads other tools started,
+        under this prefix or beside it, are never touched."""
+        done = []
+        for rel, upload in self._own_uploads(name):
+            pending = self._pending(rel, upload)
+            if not dry_run:
+                try:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    self.client.delete_object(Bucket=self.bucket, Key=self.state_key(rel))
+                except (ClientError, BotoCoreError) as exc:
+                    raise _error(exc, rel, "abort the upload in", self.url) from None
+                self.local_copy(upload["Key"]).delete()
+                log.info("aborted the unfinished upload of %s in %s", rel, self.url)
+            done.append(pending)
+        return done
 
     def open_read_at(self, name: str, offset: int) -> IO[bytes]:
         """Like :meth:`open_read`, starting ``offset`` bytes into the object (ranged GET);

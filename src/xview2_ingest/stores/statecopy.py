@@ -10,6 +10,9 @@ copy is newer; a rerun elsewhere from the remote one, at most those few seconds 
 The folder is ``XVIEW2_STATE_DIR``, else ``$XDG_STATE_HOME/xview2-ingest``, else
 ``~/.local/state/xview2-ingest``.  When it cannot be written, every checkpoint goes to the
 remote store, as if there were no local copy.
+
+:class:`RemoteState` is that scheme for any remote store (GCS and Azure use it);
+:class:`LocalStateCopy` is its local half.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..settings import state_dir
@@ -60,3 +65,76 @@ class LocalStateCopy:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
             log.debug("cannot remove %s: %s", self.path, exc)
+
+
+REMOTE_STATE_INTERVAL = 5.0
+"""Seconds between saves of resume state to the remote store while the local copy works."""
+
+
+def hashed_of(record: dict[str, Any] | None) -> int:
+    """How many parts the engine had hashed in a saved record (-1: none recorded)."""
+    engine = (record or {}).get("engine")
+    hashed = engine.get("hashed") if isinstance(engine, dict) else None
+    return hashed if isinstance(hashed, int) else -1
+
+
+class RemoteState:
+    """One remote upload's resume record, kept by the scheme of this module's doc.
+
+    ``save`` writes a record to the remote store (and raises what that store raises).
+    Every record carries ``key`` (the upload's id at the remote store), so a local copy
+    of another upload of the same name is never taken for this one.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        save: Callable[[dict[str, Any]], None],
+        *,
+        key: str = "upload_id",
+        interval: float = REMOTE_STATE_INTERVAL,
+    ):
+        self.copy = LocalStateCopy(where)
+        self._save_remote = save
+        self._key, self._interval = key, interval
+        self._saved_at = 0.0  # when the remote store last got the state (monotonic)
+        self._unsaved: dict[str, Any] | None = None  # newer state only the local copy has
+
+    def newest_engine_state(self, remote: dict[str, Any]) -> dict[str, Any] | None:
+        """The engine state of ``remote``, or of the local copy when that got further."""
+        engine = remote.get("engine")
+        local = self.copy.read()
+        if (
+            local
+            and local.get(self._key) == remote.get(self._key)
+            and hashed_of(local) > hashed_of(remote)
+        ):
+            engine = local.get("engine")  # this machine got further
+        return engine if isinstance(engine, dict) else None
+
+    def save(self, record: dict[str, Any]) -> None:
+        """Save ``record`` to both copies now (an upload's start)."""
+        self.copy.write(record)
+        self._push(record)
+
+    def checkpoint(self, record: dict[str, Any]) -> None:
+        """Save ``record`` locally, and remotely when the last remote save is old enough."""
+        recent = time.monotonic() - self._saved_at < self._interval
+        if self.copy.write(record) and recent:
+            self._unsaved = record
+            return
+        self._push(record)
+
+    def flush(self) -> None:
+        """Give the remote store the newest state, if only the local copy has it."""
+        if self._unsaved is not None:
+            self._push(self._unsaved)
+
+    def forget(self) -> None:
+        """Drop the local copy (the remote record is the store's to delete)."""
+        self._unsaved = None
+        self.copy.delete()
+
+    def _push(self, record: dict[str, Any]) -> None:
+        self._save_remote(record)
+        self._saved_at, self._unsaved = time.monotonic(), None

@@ -494,7 +494,7 @@ class TransferEngine:
         self.stopping = threading.Event()
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
-        self.http = HttpClient(self.options.max_connections, self.options.retry)
+        self.http = HttpClient(self.options.max_connections, self.options.retry, self.progress)
         self.connections = threading.Semaphore(self.options.max_connections)
         self.executor = ThreadPoolExecutor(
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"

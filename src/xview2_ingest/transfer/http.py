@@ -10,24 +10,50 @@ beat an event loop here: the hot path is C (recv, memcpy, SHA-1, pwrite).
 Bodies are never decoded: we ask for ``identity`` and store the bytes as served, so a
 ``Content-Encoding: gzip`` header on a ``.tar.gz`` (a classic misconfiguration) cannot
 corrupt the file; the checksum decides.
+
+As users expect of an HTTP client: up to :data:`MAX_REDIRECTS` redirects are followed
+(every request starts again from the signed link, so a short-lived redirect target is
+never reused; the file's identity is checked on what the final URL serves); proxies come
+from the environment as curl reads it (:mod:`.proxies`); a connection failure names the
+host, port and reason, and the probe stops trying within ``RetryPolicy.connect_budget``;
+a malformed ``Retry-After`` falls back to backoff; and when a server's ``Date`` shows this
+machine's clock is off by over a minute, expiry is judged by the server's clock
+(:data:`~xview2_ingest.links.server_clocks`) and the skew is reported once.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import math
+import os
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationValueError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import ContentError, LinkError, LinkExpiredError, ServerError
-from ..links import Link
+from ..events import Event, ProgressCallback, no_progress
+from ..links import Link, redact, server_clocks
+from .proxies import Proxy, ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +70,11 @@ def _redact_record(record: logging.LogRecord) -> bool:
 
 
 # A filter, not a handler: it only rewrites what urllib3 would log anyway.
-logging.getLogger("urllib3.connectionpool").addFilter(_redact_record)
+for _name in ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry"):
+    logging.getLogger(_name).addFilter(_redact_record)
+MAX_REDIRECTS = 5
+"""Redirects followed per request, as browsers and curl's ``-L`` allow a handful."""
+_REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _GZIP_NAMES = (".gz", ".tgz")
 
@@ -59,6 +89,8 @@ class RetryPolicy:
     connect_timeout: float = 15.0
     stall_timeout: float = 30.0
     """Seconds without a byte before a connection counts as stalled and is retried."""
+    connect_budget: float = 15.0
+    """Seconds the probe keeps trying a server it cannot connect to before giving up."""
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
@@ -82,11 +114,16 @@ class Remote:
 
 
 class TransientError(Exception):
-    """A failure worth retrying: reset, timeout, stall, short body, 5xx, 429."""
+    """A failure worth retrying: reset, timeout, stall, short body, 5xx, 429.
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    ``connect`` marks a connection that could not be made at all (refused, no such
+    host, no answer): the probe gives those only ``RetryPolicy.connect_budget`` seconds.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, *, connect: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.connect = connect
 
 
 class PartialRead(TransientError):
@@ -97,22 +134,48 @@ class PartialRead(TransientError):
         self.filled = filled
 
 
-def _retry_after(value: str | None) -> float | None:
+def _http_date(value: str | None) -> float | None:
+    """An HTTP date as a Unix time; None when absent or malformed."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
-    except ValueError:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": UTC by RFC 5322
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _retry_after(value: str | None, server_now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` (seconds, or an HTTP date judged by the
+    server's ``Date`` when given); None (so: backoff) when absent or malformed."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = _http_date(value)
+        if when is None:
+            log.debug("malformed Retry-After %r; backing off instead", value[:40])
+            return None
+        return max(0.0, when - (time.time() if server_now is None else server_now))
+    if not math.isfinite(seconds) or seconds < 0:
+        log.debug("malformed Retry-After %r; backing off instead", value[:40])
+        return None
+    return seconds
 
 
 def _refusal(link: Link, status: int, body: bytes) -> Exception:
-    """Classify a 4xx: expiry only when the deadline passed or the server says so."""
+    """Classify a 4xx: expiry only when the deadline passed or the server says so.
+
+    The deadline is judged by the server's clock when ours is known to be off.
+    """
     text = body[:4096].decode("utf-8", "replace")
     deadline = link.expires_at
     said_expired = bool(re.search(r"expired", text, re.I))
-    if status in (400, 401, 403) and (said_expired or (deadline and deadline <= time.time())):
+    now = server_clocks.now_for(link.url)
+    if status in (400, 401, 403) and (said_expired or (deadline and deadline <= now)):
         when = ""
         if deadline:
             when = f" at {time.strftime('%H:%M:%S', time.localtime(deadline))}"
@@ -132,33 +195,180 @@ def _refusal(link: Link, status: int, body: bytes) -> Exception:
     return LinkError(f"the server refused the request (HTTP {status})", file=link.name)
 
 
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _os_reason(exc: BaseException | None) -> str | None:
+    """The first operating-system reason in an exception's chain ("connection refused")."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror):
+            return f"host name not found ({exc.strerror})" if exc.strerror else None
+        if isinstance(exc, OSError) and exc.errno:
+            return os.strerror(exc.errno).lower()
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe_failure(
+    exc: Exception, url: str, proxy: Proxy | None, policy: RetryPolicy
+) -> TransientError:
+    """A retryable error that names the host and port (or proxy) and the reason."""
+    target = _host_port(url)
+    if isinstance(exc, ProxyError):
+        where = f"the proxy {_host_port(proxy.url)} (from {proxy.variable})" if proxy else "proxy"
+        reason = _os_reason(exc) or _QUERY.sub("", str(exc.__cause__ or exc))[:200]
+        return TransientError(f"cannot connect to {where}: {reason}", connect=True)
+    if isinstance(exc, NameResolutionError):
+        return TransientError(f"cannot connect to {target}: host name not found", connect=True)
+    if isinstance(exc, NewConnectionError):
+        reason = _os_reason(exc) or "connection failed"
+        return TransientError(f"cannot connect to {target}: {reason}", connect=True)
+    if isinstance(exc, ConnectTimeoutError):
+        reason = f"no answer within {policy.connect_timeout:g}s"
+        return TransientError(f"cannot connect to {target}: {reason}", connect=True)
+    if isinstance(exc, ReadTimeoutError):
+        return TransientError(f"{target} sent nothing for {policy.stall_timeout:g}s")
+    if isinstance(exc, SSLError):
+        reason = _QUERY.sub("", str(exc.__cause__ or exc))[:200]
+        return TransientError(f"TLS with {target} failed: {reason}")
+    if isinstance(exc, ProtocolError):
+        return TransientError(f"the connection to {target} broke: {_os_reason(exc) or 'reset'}")
+    return TransientError(f"connection to {target} failed: {type(exc).__name__}")
+
+
 class HttpClient:
-    def __init__(self, max_connections: int = 32, policy: RetryPolicy | None = None):
+    """Probes and ranged GETs for the engine; one per run (proxies are read once).
+
+    ``progress`` receives ``info`` events (a server clock that is off); the engine's
+    callback, which must be quick and thread-safe.
+    """
+
+    def __init__(
+        self,
+        max_connections: int = 32,
+        policy: RetryPolicy | None = None,
+        progress: ProgressCallback | None = None,
+    ):
         self.policy = policy or RetryPolicy()
+        self.progress = progress or no_progress
+        self._proxies = ProxySettings()  # a malformed proxy variable is a usage error now
+        self._maxsize = max(4, max_connections)
         self._pool = urllib3.PoolManager(
-            num_pools=64, maxsize=max(4, max_connections), block=False, retries=False
+            num_pools=64, maxsize=self._maxsize, block=False, retries=False
         )
+        self._proxy_pools: dict[Proxy, urllib3.ProxyManager] = {}
+        self._pools_lock = threading.Lock()
         self._timeout = urllib3.Timeout(
             connect=self.policy.connect_timeout, read=self.policy.stall_timeout
         )
         self.stop = threading.Event()
 
-    def _get(self, link: Link, start: int | None, end: int | None) -> urllib3.BaseHTTPResponse:
-        headers = {"Accept-Encoding": "identity", "User-Agent": "xview2-ingest"}
-        if start is not None:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end}"
+    def _manager(self, url: str) -> tuple[urllib3.PoolManager, Proxy | None]:
+        """The pool for ``url``: direct, or through the proxy the environment names."""
+        proxy = self._proxies.for_url(url)
+        if proxy is None:
+            return self._pool, None
+        with self._pools_lock:
+            manager = self._proxy_pools.get(proxy)
+            if manager is None:
+                headers = urllib3.make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else None
+                manager = urllib3.ProxyManager(
+                    proxy.url,
+                    num_pools=64,
+                    proxy_headers=headers,
+                    maxsize=self._maxsize,
+                    block=False,
+                    retries=False,
+                )
+                self._proxy_pools[proxy] = manager
+                log.info("connecting through the proxy %s (from %s)", proxy.url, proxy.variable)
+        return manager, proxy
+
+    def _request(self, link: Link, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        manager, proxy = self._manager(url)
         try:
-            return self._pool.request(
+            return manager.request(
                 "GET",
-                link.url,
+                url,
                 headers=headers,
                 preload_content=False,
                 decode_content=False,
-                redirect=True,
+                redirect=False,
+                retries=False,
                 timeout=self._timeout,
             )
+        except LocationValueError:
+            raise LinkError(
+                f"the server sent an unusable address: {redact(url)}", file=link.name
+            ) from None
         except Urllib3Error as exc:
-            raise TransientError(f"connection failed: {type(exc).__name__}") from None
+            raise describe_failure(exc, url, proxy, self.policy) from None
+
+    def _get(self, link: Link, start: int | None, end: int | None) -> urllib3.BaseHTTPResponse:
+        """GET the link (a range of it), following up to :data:`MAX_REDIRECTS` redirects."""
+        headers = {"Accept-Encoding": "identity", "User-Agent": "xview2-ingest"}
+        if start is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end}"
+        url = link.url
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._request(link, url, headers)
+            self._note_clock(link, resp)
+            if resp.status not in _REDIRECTS:
+                return resp
+            url = self._follow(link, url, resp)
+        raise LinkError(
+            f"more than {MAX_REDIRECTS} redirects (the last to {redact(url)})",
+            file=link.name,
+            hint="the link leads into a redirect loop; copy it again from the download page",
+        )
+
+    @staticmethod
+    def _follow(link: Link, url: str, resp: urllib3.BaseHTTPResponse) -> str:
+        """Where a redirect leads, checked; the response is drained for reuse."""
+        location = resp.headers.get("Location")
+        try:
+            resp.drain_conn()
+        except Urllib3Error:
+            resp.close()
+        resp.release_conn()
+        target = urljoin(url, location or "")
+        try:
+            parts = urlsplit(target)
+            ok = bool(location) and parts.scheme in ("http", "https") and bool(parts.hostname)
+            ok = ok and parts.port != 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise LinkError(
+                f"the server redirected (HTTP {resp.status}) to an unusable address "
+                f"{redact(target) if location else '(none given)'}",
+                file=link.name,
+                hint="copy the link again from the download page",
+            )
+        log.debug("%s: HTTP %d redirect to %s", link.name, resp.status, redact(target))
+        return target
+
+    def _note_clock(self, link: Link, resp: urllib3.BaseHTTPResponse) -> None:
+        """Compare the server's ``Date`` with our clock; report a skew over a minute."""
+        server_time = _http_date(resp.headers.get("Date"))
+        if server_time is None:
+            return
+        skew = server_time - time.time()
+        if not server_clocks.note(link.url, skew):
+            return
+        ahead = "ahead of" if skew > 0 else "behind"
+        detail = (
+            f"the clock of {_host_port(link.url)} is {_duration(abs(skew))} {ahead} this "
+            "machine's; link expiry is judged by the server's clock"
+        )
+        log.warning("%s: %s", link.name, detail)
+        self.progress(Event("info", link.name, detail=detail))
 
     def _check_status(self, link: Link, resp: urllib3.BaseHTTPResponse) -> None:
         if resp.status in (200, 206):
@@ -171,9 +381,12 @@ class HttpClient:
         finally:
             resp.release_conn()
         if resp.status == 429 or resp.status >= 500:
+            server_now = _http_date(resp.headers.get("Date"))
             raise TransientError(
-                f"HTTP {resp.status}", _retry_after(resp.headers.get("Retry-After"))
+                f"HTTP {resp.status}", _retry_after(resp.headers.get("Retry-After"), server_now)
             )
+        if resp.status in _REDIRECTS:  # only after MAX_REDIRECTS; _get says so first
+            raise LinkError(f"too many redirects (HTTP {resp.status})", file=link.name)
         raise _refusal(link, resp.status, body)
 
     def _with_retries(
@@ -182,19 +395,35 @@ class HttpClient:
         what: str,
         attempt_fn: Callable[[], None],
         on_retry: Callable[[str], None] | None,
+        connect_budget: float | None = None,
     ) -> None:
+        """Run ``attempt_fn`` until it succeeds, retrying transient failures with backoff.
+
+        With ``connect_budget``, failures to connect at all stop once retrying would run
+        past that many seconds: a server that is down is reported quickly.
+        """
+        started = time.monotonic()
         for attempt in range(self.policy.attempts):
             try:
                 attempt_fn()
                 return
             except TransientError as exc:
+                delay = self.policy.delay(attempt, exc.retry_after)
+                elapsed = time.monotonic() - started
+                if exc.connect and connect_budget is not None and elapsed + delay > connect_budget:
+                    raise ServerError(
+                        f"{exc} (tried {attempt + 1} times in {elapsed:.0f}s)",
+                        file=link.name,
+                        hint="check that the server is up, that the link's host and port "
+                        "are right, and any HTTPS_PROXY/HTTP_PROXY/NO_PROXY setting; then "
+                        "run again",
+                    ) from None
                 if attempt + 1 >= self.policy.attempts or self.stop.is_set():
                     raise ServerError(
                         f"{what} failed {attempt + 1} times, last: {exc}",
                         file=link.name,
                         hint="the server or network is unwell; run again to resume",
                     ) from None
-                delay = self.policy.delay(attempt, exc.retry_after)
                 log.info("%s: %s (%s); retrying in %.1fs", link.name, what, exc, delay)
                 if on_retry:
                     on_retry(f"{what}: {exc}; retry {attempt + 1} in {delay:.1f}s")
@@ -231,8 +460,9 @@ class HttpClient:
                     )
                 if match.group(3) != "*":
                     size, ranges = int(match.group(3)), True
-            if size is None and resp.status == 200 and headers.get("Content-Length"):
-                size = int(headers["Content-Length"])
+            length = headers.get("Content-Length", "")
+            if size is None and resp.status == 200 and length.strip().isdigit():
+                size = int(length)
             try:
                 head = resp.read(2)
             except Urllib3Error as exc:
@@ -249,7 +479,7 @@ class HttpClient:
                 Remote(size, ranges, headers.get("ETag"), headers.get("Last-Modified"), ctype)
             )
 
-        self._with_retries(link, "probe", attempt, on_retry)
+        self._with_retries(link, "probe", attempt, on_retry, self.policy.connect_budget)
         return found[0]
 
     def fetch(
@@ -340,6 +570,16 @@ class HttpClient:
                     file=link.name,
                     hint="run again to restart this file",
                 )
+
+
+def _duration(seconds: float) -> str:
+    """``3h 2m``, ``5m 10s``, ``42s``: a clock skew as people say it."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
 class SequentialStream:

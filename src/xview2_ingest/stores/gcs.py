@@ -1,0 +1,605 @@
+"""Google Cloud Storage: ``gs://bucket/prefix``, through google-cloud-storage.
+
+GCS has no multipart upload in its JSON API, so each part of the plan is an object of its
+own in the prefix's hidden area, ``PREFIX/.xview2/parts/NAME/UPLOAD/00042``, sent in one
+request (``uploadType=media``, the part's buffer as the body, no copy).  Parts land in
+any order and in parallel; listing them is the journal of finished parts (each listed
+with the size, CRC32C and MD5 the server computed).  Only after the engine verified the
+SHA-1 does :meth:`GCSUpload.publish` join them with ``compose``: at most 32 sources a
+call, so larger files are composed in rounds into intermediate objects beside the parts,
+and the last call writes the final name, atomically, each source pinned to the
+generation that was written.  The parts are deleted afterwards.
+
+The engine's resume state is kept as for S3 (:class:`.statecopy.RemoteState`): after
+every part in a local copy, every few seconds in ``PREFIX/.xview2/state/NAME.json``.
+
+Credentials are found as Google's tools find them (Application Default Credentials);
+``STORAGE_EMULATOR_HOST`` selects an emulator, as google-cloud-storage itself honours it.
+Requests that hit a rate limit (429) or a passing server error (5xx) are retried with
+backoff: every request here is safe to repeat (a part rewritten under its own name, a
+compose into a fresh name, a delete).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, TypeVar
+from urllib.parse import quote, unquote
+
+from ..errors import DestinationError, UsageError
+from .base import PendingUpload
+from .statecopy import LocalStateCopy, RemoteState
+
+try:
+    import google.auth
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry
+    from google.auth.credentials import AnonymousCredentials
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import storage
+
+    HAVE_SDK = True
+except ImportError:  # the optional extra is missing: GCSStore says what to install
+    HAVE_SDK = False
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+WORK = ".xview2"
+COMPOSE_MAX = 32
+"""Sources one compose call takes (GCS's limit)."""
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+ATTEMPTS = 7
+T = TypeVar("T")
+
+
+def parse_gcs_url(url: str) -> tuple[str, str]:
+    rest = url[len("gs://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise DestinationError(f"{url!r} names no bucket", hint="use gs://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+def _error(exc: BaseException, name: str, action: str, where: str) -> DestinationError:
+    if HAVE_SDK and isinstance(exc, DefaultCredentialsError):
+        return DestinationError(
+            f"cannot {action} {where}: no Google credentials found",
+            file=name,
+            hint="run `gcloud auth application-default login` or set"
+            " GOOGLE_APPLICATION_CREDENTIALS to a service-account key file",
+        )
+    code = getattr(exc, "code", None) or getattr(getattr(exc, "response", None), "status_code", 0)
+    if code == 404:
+        return DestinationError(
+            f"cannot {action} {where}: the bucket (or object) does not exist",
+            file=name,
+            hint="create the bucket first, or check its name and STORAGE_EMULATOR_HOST",
+        )
+    if code in (401, 403):
+        return DestinationError(
+            f"cannot {action} {where}: access denied ({code})",
+            file=name,
+            hint="check the Google credentials and the bucket's permissions;"
+            " finished parts are kept",
+        )
+    return DestinationError(f"cannot {action} {where}: {exc}", file=name)
+
+
+def _retrying(what: str, call: Callable[[], T]) -> T:
+    """``call()``, repeated with backoff on a rate limit, a 5xx or a broken connection."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return call()
+        except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
+            if attempt == ATTEMPTS - 1:
+                raise
+            delay = min(32.0, 0.5 * 2**attempt) * (0.5 + random.random())
+            log.info("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class _Retryable(Exception):
+    def __init__(self, response: requests.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _checked(response: requests.Response) -> requests.Response:
+    if response.status_code in RETRYABLE:
+        raise _Retryable(response)
+    if response.status_code >= 400:
+        raise gexc.from_http_response(response)
+    return response
+
+
+class GCSUpload:
+    """One file as part objects, composed into its final name by :meth:`publish`."""
+
+    def __init__(self, store: GCSStore, name: str, size: int, part_size: int):
+        self.name, self.size, self.part_size = name, size, part_size
+        self._store = store
+        self._key = store.key_of(name)
+        self._lock = threading.Lock()
+        self._parts: dict[int, int] = {}  # index -> generation of its part object
+        self._engine_state: dict[str, Any] | None = None
+        self._state = RemoteState(
+            f"{store.endpoint}/{store.bucket}/{self._key}",
+            lambda record: store.put_json(store.state_key(name), record),
+        )
+        try:
+            remote = store.get_json(store.state_key(name))
+            self._upload_id = self._resume(remote) if remote else None
+            if self._upload_id is None:
+                self.part_size, self._parts = part_size, {}
+                self._upload_id = uuid.uuid4().hex[:16]
+                store.delete_keys(store.list_keys(store.parts_root(name)))  # strays
+                self._state.save(self._record(None))
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "start an upload to", store.url) from None
+
+    @property
+    def _root(self) -> str:
+        return f"{self._store.parts_root(self.name)}{self._upload_id}/"
+
+    def _resume(self, remote: dict[str, Any]) -> str | None:
+        earlier = remote.get("part_size")
+        upload_id = remote.get("upload_id")
+        if remote.get("size") != self.size or not isinstance(earlier, int) or earlier < 1:
+            return None
+        if not isinstance(upload_id, str) or self.size > earlier * self._store.max_parts:
+            return None
+        self.part_size = earlier  # a resumed upload keeps its part size
+        root = f"{self._store.parts_root(self.name)}{upload_id}/"
+        for blob in self._store.client.list_blobs(self._store.bucket, prefix=root):
+            leaf = blob.name[len(root) :]
+            if leaf.isdigit() and blob.size == self._part_len(int(leaf)):
+                self._parts[int(leaf)] = int(blob.generation)
+        self._engine_state = self._state.newest_engine_state(remote)
+        return upload_id
+
+    def _part_len(self, index: int) -> int:
+        return min(self.part_size, self.size - index * self.part_size)
+
+    def _record(self, engine: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "upload_id": self._upload_id,
+            "key": self._key,
+            "size": self.size,
+            "part_size": self.part_size,
+            "engine": engine,
+        }
+
+    def done_parts(self) -> set[int]:
+        with self._lock:
+            return set(self._parts)
+
+    def write_part(self, index: int, data: memoryview) -> None:
+        try:
+            generation = self._store.put_part(f"{self._root}{index:05d}", data)
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
+        with self._lock:
+            self._parts[index] = generation
+
+    def read_part(self, index: int, into: memoryview) -> bool:
+        return False  # the engine fetches a done part again rather than reading it back
+
+    def load_state(self) -> dict[str, Any] | None:
+        return self._engine_state
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        try:
+            self._state.checkpoint(self._record(state))
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, self.name, "save resume state to", self._store.url) from None
+
+    def publish(self) -> None:
+        count = -(-self.size // self.part_size) if self.size else 0
+        with self._lock:
+            parts = dict(self._parts)
+        missing = sorted(set(range(count)) - parts.keys())
+        if missing:
+            raise DestinationError(
+                f"cannot publish: part {missing[0] + 1} of {count} is not at {self._store.url}",
+                file=self.name,
+                hint="run again to fetch it",
+            )
+        sources: list[tuple[str, int | None]] = [
+            (f"{self._root}{i:05d}", parts[i]) for i in range(count)
+        ]
+        try:
+            size = self._store.compose_keys(self._key, sources, scratch=f"{self._root}c")
+            if size != self.size:
+                raise DestinationError(
+                    f"the composed object has {size:,} bytes, expected {self.size:,}",
+                    file=self.name,
+                )
+            self._store.delete_keys([self._store.state_key(self.name)])
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, self.name, "compose the upload in", self._store.url) from None
+        self._state.forget()
+        self._discard_parts()
+
+    def _discard_parts(self) -> None:
+        try:
+            self._store.delete_keys(self._store.list_keys(self._root))
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            log.warning("could not delete the parts of %s: %s", self.name, exc)
+
+    def abort(self) -> None:
+        try:
+            self._store.delete_keys([self._store.state_key(self.name)])
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            log.warning("could not delete the resume state of %s: %s", self.name, exc)
+        self._state.forget()
+        self._discard_parts()
+
+    def close(self) -> None:
+        """Leave the parts for a later run, the newest state saved."""
+        try:
+            self._state.flush()
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            log.warning(
+                "could not save the resume state of %s to %s (%s); a rerun on this machine"
+                " resumes from its local copy",
+                self.name,
+                self._store.url,
+                exc,
+            )
+
+
+class GCSStore:
+    min_part_size = 1 * MiB  # GCS takes objects of any size; small parts cost requests
+    default_part_size = 16 * MiB
+    max_parts = 1024
+    """Parts (and so components) per file: the classic composite-object limit, kept so a
+    download never depends on the limit's later removal."""
+    checkpoint_interval = 0.0  # parts are not read back: checkpoint each (locally)
+    page_aligned_buffers = False
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, max_connections: int = 32):
+        if not HAVE_SDK:
+            raise UsageError(
+                f"{url} needs the Google Cloud Storage client, which is not installed",
+                hint="pip install 'xview2-ingest[gcs]'",
+            )
+        self.bucket, self.prefix = parse_gcs_url(url)
+        self.url = f"gs://{self.bucket}/{self.prefix}" if self.prefix else f"gs://{self.bucket}"
+        self.max_connections = max(10, max_connections)
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        project: str | None
+        try:
+            if emulator or endpoint_url:
+                base = endpoint_url or emulator or ""
+                self.endpoint = (base if "://" in base else f"http://{base}").rstrip("/")
+                credentials: Any = AnonymousCredentials() if emulator else google.auth.default()[0]
+                project = os.environ.get("GOOGLE_CLOUD_PROJECT") or "xview2-ingest"
+            else:
+                credentials, project = google.auth.default()
+                self.endpoint = "https://storage.googleapis.com"
+        except DefaultCredentialsError as exc:
+            raise _error(exc, self.url, "reach", self.url) from None
+        self.session = AuthorizedSession(credentials)
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=self.max_connections
+        )
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        options = {"api_endpoint": self.endpoint} if endpoint_url and not emulator else None
+        self.client = storage.Client(  # one connection pool for every request
+            project=project, credentials=credentials, client_options=options, _http=self.session
+        )
+        self._bucket = self.client.bucket(self.bucket)
+        self._retry = Retry(initial=0.5, maximum=32.0, timeout=300.0)
+
+    # -- names -----------------------------------------------------------------------
+    def key_of(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _work(self, rel: str) -> str:
+        return self.key_of(f"{WORK}/{rel}")
+
+    def state_key(self, name: str) -> str:
+        return self._work(f"state/{name}.json")
+
+    def parts_root(self, name: str) -> str:
+        return self._work(f"parts/{quote(name, safe='')}/")
+
+    def _rel(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    # -- requests --------------------------------------------------------------------
+    def _object_url(self, key: str) -> str:
+        return f"{self.endpoint}/storage/v1/b/{self.bucket}/o/{quote(key, safe='')}"
+
+    def put_part(self, key: str, data: memoryview | bytes) -> int:
+        """Write one object in a single request, the buffer as the body; its generation."""
+        url = f"{self.endpoint}/upload/storage/v1/b/{self.bucket}/o"
+        params = {"uploadType": "media", "name": key}
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        reply = _retrying(
+            f"upload of {key}",
+            lambda: _checked(self.session.post(url, params=params, data=data, timeout=300)),
+        ).json()
+        if int(reply.get("size", -1)) != size:
+            raise DestinationError(
+                f"the server stored {reply.get('size')} bytes of {size:,}", file=self._rel(key)
+            )
+        return int(reply["generation"])
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        data = self._get(key)
+        try:
+            loaded = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+    def put_json(self, key: str, record: dict[str, Any]) -> None:
+        self.put_part(key, json.dumps(record).encode())
+
+    def _get(self, key: str) -> bytes | None:
+        def call() -> requests.Response:
+            response = self.session.get(self._object_url(key), params={"alt": "media"})
+            return response if response.status_code == 404 else _checked(response)
+
+        response = _retrying(f"read of {key}", call)
+        return None if response.status_code == 404 else response.content
+
+    def _open_at(self, key: str, offset: int) -> IO[bytes]:
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        response = _retrying(
+            f"read of {key}",
+            lambda: _checked(
+                self.session.get(
+                    self._object_url(key),
+                    params={"alt": "media"},
+                    headers=headers,
+                    stream=True,
+                    timeout=120,
+                )
+            ),
+        )
+        return response.raw  # type: ignore[no-any-return]
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return [b.name for b in self.client.list_blobs(self.bucket, prefix=prefix)]
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        """Delete objects in parallel; an object already gone is no error."""
+
+        def delete(key: str) -> None:
+            def call() -> None:
+                response = self.session.delete(self._object_url(key))
+                if response.status_code != 404:
+                    _checked(response)
+
+            _retrying(f"delete of {key}", call)
+
+        keys = list(keys)
+        if not keys:
+            return
+        with ThreadPoolExecutor(min(16, len(keys))) as pool:
+            list(pool.map(delete, keys))
+
+    def compose_keys(
+        self, key: str, sources: list[tuple[str, int | None]], *, scratch: str, workers: int = 8
+    ) -> int:
+        """Compose ``sources`` (key, generation) into ``key``; return its size.
+
+        At most :data:`COMPOSE_MAX` sources a call.  With more, runs of consecutive
+        sources are first composed into ``scratch``-named intermediates (in parallel,
+        deleted afterwards): as few and as small as bring the count down to 32, so the
+        bytes a server copies while composing (fake-gcs-server copies them all) stay near
+        the file's own size.  Each source is pinned to its generation where known.
+        """
+        if not sources:  # an empty file: nothing to compose
+            self.put_part(key, b"")
+            return 0
+        made: list[str] = []
+        try:
+            while len(sources) > COMPOSE_MAX:
+                runs, out = self._plan_round(sources)
+                names = [f"{scratch}{len(made) + j:04d}" for j in range(len(runs))]
+                made += names
+                with ThreadPoolExecutor(max(1, min(workers, len(runs)))) as pool:
+                    done = list(pool.map(self._compose_once, names, [r for _, r in runs]))
+                for (at, _), name, (_, generation) in zip(runs, names, done, strict=True):
+                    out[at] = (name, generation)
+                sources = out
+            size, _ = self._compose_once(key, sources)
+        finally:
+            self.delete_keys(made)
+        return size
+
+    @staticmethod
+    def _plan_round(
+        sources: list[tuple[str, int | None]],
+    ) -> tuple[list[tuple[int, list[tuple[str, int | None]]]], list[tuple[str, int | None]]]:
+        """Runs to compose this round (each with its place in the next list) and that list,
+        its intermediates still to fill in."""
+        excess = len(sources) - COMPOSE_MAX
+        runs: list[tuple[int, list[tuple[str, int | None]]]] = []
+        out: list[tuple[str, int | None]] = []
+        i = 0
+        while excess > 0 and i < len(sources):
+            size = min(COMPOSE_MAX, excess + 1, len(sources) - i)
+            runs.append((len(out), sources[i : i + size]))
+            out.append(("", None))  # the intermediate, once composed
+            i += size
+            excess -= size - 1
+        return runs, out + sources[i:]
+
+    def _compose_once(self, key: str, sources: list[tuple[str, int | None]]) -> tuple[int, int]:
+        blob = self._bucket.blob(key)
+        blobs = [self._bucket.blob(k) for k, _ in sources]
+        generations = [g for _, g in sources]
+        pinned = generations if all(g is not None for g in generations) else None
+        blob.compose(blobs, if_source_generation_match=pinned, retry=self._retry)
+        return int(blob.size), int(blob.generation)
+
+    # -- the Store protocol ------------------------------------------------------------
+    def open_upload(self, name: str, size: int, part_size: int) -> GCSUpload:
+        return GCSUpload(self, name, size, part_size)
+
+    def size_of(self, name: str) -> int | None:
+        try:
+            blob = self._bucket.get_blob(self.key_of(name), retry=self._retry)
+        except gexc.GoogleAPICallError as exc:
+            raise _error(exc, name, "read", self.url) from None
+        return None if blob is None else int(blob.size)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        try:
+            return self._get(self.key_of(name))
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "read", self.url) from None
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        try:
+            self.put_part(self.key_of(name), data)
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "write", self.url) from None
+
+    def open_read(self, name: str) -> IO[bytes]:
+        return self.open_read_at(name, 0)
+
+    def open_read_at(self, name: str, offset: int) -> IO[bytes]:
+        """A stream of ``name`` from ``offset`` on (one ranged GET); empty at the end."""
+        try:
+            if offset and offset >= (self.size_of(name) or 0):
+                if self.size_of(name) is None:
+                    raise DestinationError("not found", file=name)
+                return io.BytesIO(b"")
+            return self._open_at(self.key_of(name), offset)
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "read", self.url) from None
+
+    def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
+        try:
+            if size <= 64 * MiB:
+                self.put_part(self.key_of(name), stream.read(size))
+            else:  # a resumable upload, 16 MiB a request
+                blob = self._bucket.blob(self.key_of(name), chunk_size=16 * MiB)
+                blob.upload_from_file(stream, size=size, checksum=None)
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "write", self.url) from None
+
+    def delete(self, name: str) -> None:
+        try:
+            self.delete_keys([self.key_of(name)])
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "delete", self.url) from None
+
+    def list_files(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        base = self.key_of(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        try:
+            for blob in self.client.list_blobs(self.bucket, prefix=base, retry=self._retry):
+                rel = self._rel(blob.name)
+                if not rel.startswith(f"{WORK}/"):
+                    yield rel, int(blob.size)
+        except (gexc.GoogleAPICallError, requests.RequestException) as exc:
+            raise _error(exc, prefix or "(listing)", "list", self.url) from None
+
+    def _leftovers(self) -> dict[str, dict[str, Any]]:
+        """Unfinished uploads by name: their state object and part objects."""
+        found: dict[str, dict[str, Any]] = {}
+        state, parts = self._work("state/"), self._work("parts/")
+        try:
+            for blob in self.client.list_blobs(self.bucket, prefix=self._work("")):
+                if blob.name.startswith(state) and blob.name.endswith(".json"):
+                    name = blob.name[len(state) : -len(".json")]
+                    entry = found.setdefault(name, {"parts": [], "state": None})
+                    entry["state"] = blob
+                elif blob.name.startswith(parts):
+                    quoted, _, _leaf = blob.name[len(parts) :].partition("/")
+                    entry = found.setdefault(unquote(quoted), {"parts": [], "state": None})
+                    entry["parts"].append(blob)
+        except (gexc.GoogleAPICallError, requests.RequestException) as exc:
+            raise _error(exc, "(uploads)", "list uploads in", self.url) from None
+        return found
+
+    def pending_uploads(self) -> list[PendingUpload]:
+        out = []
+        for name, entry in sorted(self._leftovers().items()):
+            parts = [b for b in entry["parts"] if b.name.rsplit("/", 1)[-1].isdigit()]
+            started = entry["state"].time_created if entry["state"] is not None else None
+            out.append(
+                PendingUpload(
+                    name,
+                    started.isoformat() if started else None,
+                    len(parts),
+                    sum(int(b.size) for b in parts),
+                    "part objects" if entry["state"] else "part objects without resume state",
+                )
+            )
+        return out
+
+    def abort_pending(
+        self, name: str | None = None, *, dry_run: bool = False
+    ) -> list[PendingUpload]:
+        """Delete this tool's part objects and resume state (all, or of ``name``); return
+        what was discarded.  ``dry_run`` only lists it."""
+        pending = [p for p in self.pending_uploads() if name is None or p.name == name]
+        if not dry_run:
+            self._discard({p.name for p in pending})
+        return pending
+
+    def _discard(self, names: set[str]) -> int:
+        count = 0
+        for found, entry in self._leftovers().items():
+            if found not in names:
+                continue
+            keys = [b.name for b in entry["parts"]]
+            if entry["state"] is not None:
+                keys.append(entry["state"].name)
+            try:
+                self.delete_keys(keys)
+            except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+                raise _error(exc, found, "discard the upload in", self.url) from None
+            LocalStateCopy(f"{self.endpoint}/{self.bucket}/{self.key_of(found)}").delete()
+            count += 1
+        return count
+
+    # -- capabilities ------------------------------------------------------------------
+    def copy(self, source: str, target: str) -> None:
+        """Publish ``source`` under ``target`` server-side (a rewrite, however large)."""
+        try:
+            dest = self._bucket.blob(self.key_of(target))
+            token, _, _ = dest.rewrite(self._bucket.blob(self.key_of(source)), retry=self._retry)
+            while token is not None:
+                token, _, _ = dest.rewrite(
+                    self._bucket.blob(self.key_of(source)), token=token, retry=self._retry
+                )
+        except gexc.GoogleAPICallError as exc:
+            raise _error(exc, target, f"copy {source} in", self.url) from None
+
+    def compose(self, name: str, sources: tuple[str, ...], *, workers: int = 8) -> int:
+        """Publish the concatenation of the objects ``sources`` as ``name``, server-side
+        (compose, in rounds of 32); return its size."""
+        pinned: list[tuple[str, int | None]] = []
+        for source in sources:
+            blob = self._bucket.get_blob(self.key_of(source), retry=self._retry)
+            if blob is None:
+                raise DestinationError(f"cannot assemble {name}: {source} is missing", file=name)
+            pinned.append((blob.name, int(blob.generation)))
+        scratch = self._work(f"compose/{uuid.uuid4().hex[:16]}-")
+        try:
+            return self.compose_keys(self.key_of(name), pinned, scratch=scratch, workers=workers)
+        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            raise _error(exc, name, "assemble in", self.url) from None
