@@ -83,8 +83,9 @@ class ExtractionRecord:
     index: str = ""
     index_sha1: str = ""
     verified: bool = False
-    """True when the SHA-1 of every file read matched the manifest (and the whole
-    GeoTIFF archive the catalog) while extracting: only then are archives removed."""
+    """True when every byte read was checked against a SHA-1 while extracting (each file
+    the manifest's, or the whole GeoTIFF archive the catalog's): only then are archives
+    removed."""
     completed_at: str = ""
     removed: list[str] = field(default_factory=list)
     """Source files deleted after the extraction (``remove_archives``)."""

@@ -30,8 +30,9 @@ class ArchiveResult:
     members_changed: int = 0
     """Of those, the ones whose bytes differed (written again from the archive)."""
     verified: bool = False
-    """Every file read matched the SHA-1 it was downloaded with (and the whole GeoTIFF
-    archive the catalog's): the condition for removing archives."""
+    """Every byte read was checked against a SHA-1: the archive's as downloaded (the
+    manifest's), or for the GeoTIFF parts each part's or the whole archive's (the
+    catalog's).  The condition for removing archives."""
     bytes_written: int = 0
     """Member bytes written in this run."""
     archive_bytes: int = 0
