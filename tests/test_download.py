@@ -60,7 +60,9 @@ def pending_uploads(dest: str) -> int:
     return len(status(dest).pending)
 
 
-def test_lands_every_archive_verified(catalog_for, server: SignedLinkServer, dataset, dest: str) -> None:  # type: ignore[no-untyped-def]
+def test_lands_every_archive_verified(
+    catalog_for, server: SignedLinkServer, dataset, dest: str
+) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     names = sorted(p.name for p in root.iterdir())
     events: list[Event] = []
@@ -161,8 +163,8 @@ def test_large_file_in_parallel_ranges(tmp_path: Path, dest: str) -> None:
     assert len(ranges) >= 5  # the probe and one request per part
 
 
-def test_the_signature_never_leaks(catalog_for,
-    server: SignedLinkServer, dataset, dest: str, caplog, capsys
+def test_the_signature_never_leaks(
+    catalog_for, server: SignedLinkServer, dataset, dest: str, caplog, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     root, _ = dataset
     caplog.set_level(logging.DEBUG)

@@ -19,8 +19,10 @@ from xview2_ingest.errors import DestinationError
 from xview2_ingest.stores import (
     Composer,
     Copier,
+    Exclusive,
     LocalFiles,
     LocalStore,
+    PartReader,
     RangeReader,
     Store,
     Upload,
@@ -369,11 +371,41 @@ def contract_local_files(store: Store) -> None:
     assert store.path_of("l/./b/../a.txt") == path
 
 
-CONTRACTS: dict[type, Callable[[Store], None]] = {
-    RangeReader: contract_range_reader,
-    Composer: contract_composer,
-    Copier: contract_copier,
-    LocalFiles: contract_local_files,
+def contract_part_reader(store: Store) -> None:
+    """read_into fills a caller's buffer from any offset, again and again on reused
+    connections, and refuses a range past the end of the file."""
+    assert isinstance(store, PartReader)
+    data = os.urandom(3 * MiB + 11)
+    _publish(store, "p/parts.bin", data)
+    into = bytearray(MiB)
+    store.read_into("p/parts.bin", 2 * MiB + 5, memoryview(into))
+    assert into == data[2 * MiB + 5 : 3 * MiB + 5]
+    for _ in range(20):  # connections go back to the pool: no leak, no stale body
+        store.read_into("p/parts.bin", 7, memoryview(into)[:100])
+        assert into[:100] == data[7:107]
+    with pytest.raises(DestinationError):
+        store.read_into("p/parts.bin", 3 * MiB, memoryview(bytearray(100)))
+
+
+def contract_exclusive(store: Store, twin: Store) -> None:
+    """A second holder of the same destination is refused, naming the first; after the
+    first lets go the destination can be taken again."""
+    assert isinstance(store, Exclusive) and isinstance(twin, Exclusive)
+    with store.exclusive():
+        with pytest.raises(DestinationError, match="another xview2 run") as info, twin.exclusive():
+            pass
+        assert f"pid {os.getpid()}" in str(info.value)
+    with twin.exclusive():
+        pass
+
+
+CONTRACTS: dict[type, Callable[[Store, Store], None]] = {
+    RangeReader: lambda store, twin: contract_range_reader(store),
+    Composer: lambda store, twin: contract_composer(store),
+    Copier: lambda store, twin: contract_copier(store),
+    LocalFiles: lambda store, twin: contract_local_files(store),
+    PartReader: lambda store, twin: contract_part_reader(store),
+    Exclusive: contract_exclusive,
 }
 """Every capability the suite knows, with its contract."""
 
@@ -389,7 +421,59 @@ def test_every_capability_a_store_claims_is_known(store: Store) -> None:
 
 
 @pytest.mark.parametrize("capability", list(CONTRACTS), ids=lambda cap: cap.__name__)
-def test_capability_contract(store: Store, capability: type) -> None:
+def test_capability_contract(
+    store: Store, capability: type, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     if not isinstance(store, capability):
         pytest.skip(f"{type(store).__name__} does not claim {capability.__name__}")
-    CONTRACTS[capability](store)
+    twin = STORES[request.node.callspec.params["store"]](request, tmp_path)  # same place
+    CONTRACTS[capability](store, twin)
+
+
+def test_confirm_part_makes_the_store_hold_the_hashed_bytes(store: Store) -> None:
+    """A part persisted by an earlier run and hashed again with other bytes (the source
+    changed under the same name) ends up holding the bytes that were hashed."""
+    part = store.min_part_size
+    old, new = os.urandom(2 * part), os.urandom(2 * part)
+    first = store.open_upload("c.bin", len(old), part)
+    first.write_part(0, parts_of(old, part)[0])
+    first.write_part(1, parts_of(old, part)[1])
+    first.checkpoint({})
+    first.close()
+    second = store.open_upload("c.bin", len(new), part)
+    assert second.done_parts() == {0, 1}
+    assert second.confirm_part(0, parts_of(new, part)[0]) is False  # differed: written again
+    buf = bytearray(part)
+    if second.read_part(1, memoryview(buf)):  # a store that reads back proves equality
+        assert second.confirm_part(1, memoryview(buf)) is True
+        second.write_part(1, parts_of(new, part)[1])
+    else:
+        second.confirm_part(1, parts_of(new, part)[1])
+    second.publish()
+    assert store.read_bytes("c.bin") == new
+
+
+def test_kept_bytes_of_an_unfinished_part_come_back(store: Store) -> None:
+    part = store.min_part_size
+    data = os.urandom(3 * part)
+    first = store.open_upload("k.bin", len(data), part)
+    first.write_part(0, parts_of(data, part)[0])
+    head = parts_of(data, part)[1][: part // 3]
+    kept_now = first.keep_partial(1, head)
+    assert kept_now in (0, len(head))  # a store may keep nothing, never a wrong amount
+    first.checkpoint({"hashed": 0})
+    first.close()
+    second = store.open_upload("k.bin", len(data), part)
+    kept = second.kept_parts()
+    assert kept.get(1, 0) == kept_now
+    if kept_now:
+        back = bytearray(len(head))
+        assert second.read_part(1, memoryview(back)) and back == head
+    for i, piece in enumerate(parts_of(data, part)):
+        if i in second.done_parts():
+            second.confirm_part(i, piece)
+        else:
+            second.write_part(i, piece)
+    second.publish()
+    assert store.read_bytes("k.bin") == data
+    assert store.pending_uploads() == []

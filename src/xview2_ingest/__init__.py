@@ -26,9 +26,12 @@ from .api import (
     demo,
     download,
     extract,
+    import_archives,
     ingest,
     open_destination,
+    plan_download,
     status,
+    verify,
 )
 from .catalog import Catalog, CatalogEntry, load_catalog
 from .errors import ExitCode, XView2Error
@@ -39,13 +42,20 @@ from .index.stats import DatasetStats
 from .links import Link, parse_links_text, read_links
 from .reports import (
     CleanReport,
+    DownloadPlan,
     DownloadReport,
     FileResult,
     FileStatus,
+    ImportReport,
+    ImportResult,
     IngestReport,
+    PlannedFile,
     Report,
     StatusReport,
+    VerifyReport,
+    VerifyResult,
 )
+from .transfer.stopping import graceful_signals
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -55,6 +65,7 @@ __all__ = [
     "CatalogEntry",
     "CleanReport",
     "DatasetStats",
+    "DownloadPlan",
     "DownloadReport",
     "Event",
     "ExitCode",
@@ -62,12 +73,17 @@ __all__ = [
     "FileResult",
     "FileStatus",
     "FreshLinks",
+    "ImportReport",
+    "ImportResult",
     "IndexReport",
     "IngestReport",
     "Link",
+    "PlannedFile",
     "ProgressCallback",
     "Report",
     "StatusReport",
+    "VerifyReport",
+    "VerifyResult",
     "XView2Error",
     "__version__",
     "build_index",
@@ -76,10 +92,14 @@ __all__ = [
     "demo",
     "download",
     "extract",
+    "graceful_signals",
+    "import_archives",
     "ingest",
     "load_catalog",
     "open_destination",
     "parse_links_text",
+    "plan_download",
     "read_links",
     "status",
+    "verify",
 ]

@@ -19,28 +19,35 @@ from .errors import UsageError
 from .events import Event, ProgressCallback, no_progress
 from .extract.core import Extractor
 from .extract.report import ExtractReport
+from .importing import Importer
 from .index.build import build_index
 from .index.stats import DatasetStats, compute_stats
 from .links import Link, check_distinct, read_links
 from .manifest import Manifest
 from .reports import (
     CleanReport,
+    DownloadPlan,
     DownloadReport,
     FileState,
     FileStatus,
+    ImportReport,
     IngestReport,
     StatusReport,
+    VerifyReport,
 )
 from .settings import (
     CONNECTIONS,
     MAX_CONNECTIONS,
     MEMORY_MB,
     dest_setting,
+    limit_rate_setting,
     resolve_catalog,
 )
 from .stores import Store, open_store
 from .transfer.engine import TransferEngine, TransferOptions
 from .transfer.http import RetryPolicy
+from .transfer.plan import plan_download as _plan_download
+from .verification import Verifier
 
 __all__ = [
     "FreshLinks",
@@ -79,6 +86,28 @@ def _as_links(links: Sequence[Link | str]) -> list[Link]:
     return check_distinct((read_links(urls) if urls else []) + given)
 
 
+def _transfer_options(
+    connections: int | None,
+    max_connections: int | None,
+    memory_mb: int | None,
+    part_size: int | None,
+    all_digests: bool,
+    force: bool,
+    retry: RetryPolicy | None,
+    limit_rate: int | str | None,
+) -> TransferOptions:
+    return TransferOptions(
+        connections=CONNECTIONS.resolve(connections),
+        max_connections=MAX_CONNECTIONS.resolve(max_connections),
+        memory_budget=MEMORY_MB.resolve(memory_mb) * MiB,
+        part_size=part_size,
+        all_digests=all_digests,
+        force=force,
+        retry=retry or RetryPolicy(),
+        limit_rate=limit_rate_setting(limit_rate),
+    )
+
+
 def download(
     links: Sequence[Link | str],
     dest: PathLike | None = None,
@@ -95,22 +124,19 @@ def download(
     all_digests: bool = False,
     retry: RetryPolicy | None = None,
     fresh_links: FreshLinks | None = None,
+    limit_rate: int | str | None = None,
 ) -> DownloadReport:
     """Download every link into ``dest``, verified, resuming any unfinished transfer.
 
     ``links`` are :class:`~xview2_ingest.links.Link` objects or URL strings.  When links
     expire and ``fresh_links`` is given, it is asked for new ones and the same run goes
-    on with them.  Never raises for a per-file failure: each file's outcome is in the
-    report (``report.exit_code`` maps it).
+    on with them.  ``limit_rate`` caps the speed of the whole run in bytes per second
+    (``"10M"``, ``"500K"`` or a number; default ``XVIEW2_LIMIT_RATE``, else no cap).
+    Never raises for a per-file failure: each file's outcome is in the report
+    (``report.exit_code`` maps it).
     """
-    options = TransferOptions(
-        connections=CONNECTIONS.resolve(connections),
-        max_connections=MAX_CONNECTIONS.resolve(max_connections),
-        memory_budget=MEMORY_MB.resolve(memory_mb) * MiB,
-        part_size=part_size,
-        all_digests=all_digests,
-        force=force,
-        retry=retry or RetryPolicy(),
+    options = _transfer_options(
+        connections, max_connections, memory_mb, part_size, all_digests, force, retry, limit_rate
     )
     cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(
@@ -301,6 +327,7 @@ def ingest(
     remove_archives: bool = False,
     assemble_geotiff: bool = False,
     workers: int = 8,
+    limit_rate: int | str | None = None,
 ) -> IngestReport:
     """Download, then extract and index what was verified: links to an indexed dataset.
 
@@ -325,6 +352,7 @@ def ingest(
         catalog=catalog,
         catalog_files=catalog_files,
         endpoint_url=endpoint_url,
+        limit_rate=limit_rate,
     )
     report.stages["download"] = fetched
     report.dest = fetched.dest
@@ -351,6 +379,94 @@ def ingest(
         dest, from_archives=from_archives, endpoint_url=endpoint_url, progress=progress
     )
     return report
+
+
+def verify(
+    names: Sequence[str] | None = None,
+    dest: PathLike | None = None,
+    *,
+    catalog: Catalog | None = None,
+    catalog_files: Sequence[PathLike] = (),
+    endpoint_url: str | None = None,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> VerifyReport:
+    """Hash published files at ``dest`` again (``names``, default: every file in the
+    manifest) and compare them with the catalog, else with the digests recorded at
+    download.  A file that no longer matches is named with the digest expected and the
+    one found, and marked ``corrupt`` in the manifest: ``status`` shows it, and the next
+    ``download`` fetches it again.  ``workers``: parts read at once (default 3 on a local
+    disk, 8 on an object store).  Never raises for a per-file failure."""
+    cat = resolve_catalog(catalog, catalog_files)
+    store = open_destination(dest, endpoint_url=endpoint_url)
+    return Verifier(store, cat, progress=progress, workers=workers).run(names)
+
+
+def import_archives(
+    paths: Sequence[PathLike],
+    dest: PathLike | None = None,
+    *,
+    catalog: Catalog | None = None,
+    catalog_files: Sequence[PathLike] = (),
+    endpoint_url: str | None = None,
+    progress: ProgressCallback | None = None,
+    partial: bool = False,
+    size: int | None = None,
+    move: bool = False,
+    force: bool = False,
+    memory_mb: int | None = None,
+) -> ImportReport:
+    """Adopt archives already on this machine into ``dest``, as if downloaded.
+
+    Each file is named by its name (or, renamed, by its SHA-1 in the catalog) and checked
+    against the catalog before it is placed: a hard link (``move``: a rename) on the same
+    local file system, else a copy or a multipart upload, hashed again on the way.  A
+    partial download (``.crdownload``, ``.part``, ``.download``, ``.partial``, or
+    ``partial``) seeds the destination's resume state so that the next ``download``
+    fetches only the rest; ``size`` gives its full size when the catalog does not.
+    """
+    if not paths:
+        raise UsageError("no files given", hint="pass the archives to import")
+    cat = resolve_catalog(catalog, catalog_files)
+    store = open_destination(dest, endpoint_url=endpoint_url)
+    importer = Importer(
+        store,
+        cat,
+        progress=progress,
+        partial=partial,
+        size=size,
+        move=move,
+        force=force,
+        memory_budget=MEMORY_MB.resolve(memory_mb) * MiB,
+    )
+    return importer.run(paths)
+
+
+def plan_download(
+    links: Sequence[Link | str],
+    dest: PathLike | None = None,
+    *,
+    catalog: Catalog | None = None,
+    catalog_files: Sequence[PathLike] = (),
+    connections: int | None = None,
+    max_connections: int | None = None,
+    memory_mb: int | None = None,
+    part_size: int | None = None,
+    endpoint_url: str | None = None,
+    force: bool = False,
+    all_digests: bool = False,
+    retry: RetryPolicy | None = None,
+    limit_rate: int | str | None = None,
+) -> DownloadPlan:
+    """``download --dry-run``: probe every link (2 bytes each) and report what a run
+    would skip, resume or fetch, and the space it needs; no body is fetched and nothing
+    is written.  The plan's ``exit_code`` is the run's for expired or refused links."""
+    options = _transfer_options(
+        connections, max_connections, memory_mb, part_size, all_digests, force, retry, limit_rate
+    )
+    cat = resolve_catalog(catalog, catalog_files)
+    store = open_destination(dest, endpoint_url=endpoint_url)
+    return _plan_download(store, cat, _as_links(links), options)
 
 
 def demo(

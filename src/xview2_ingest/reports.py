@@ -64,6 +64,9 @@ class FileResult:
     """Bytes received over the network for this file in this run."""
     bytes_resumed: int = 0
     """Bytes that an earlier run had already landed and that were not fetched again."""
+    bytes_kept: int = 0
+    """For a file that did not finish: bytes kept for the next run, which it will not
+    fetch again (hashed parts, parts and pieces of parts the store can give back)."""
     seconds: float = 0.0
     error: XView2Error | None = None
 
@@ -108,20 +111,25 @@ class DownloadReport:
     def bytes_fetched(self) -> int:
         return sum(f.bytes_fetched for f in self.files)
 
+    @property
+    def bytes_kept(self) -> int:
+        """Bytes kept for the next run by the files that did not finish."""
+        return sum(f.bytes_kept for f in self.files if not f.ok)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "dest": self.dest,
             "ok": self.ok,
             "exit_code": int(self.exit_code),
             "peak_buffer_bytes": self.peak_buffer_bytes,
+            "bytes_kept": self.bytes_kept,
             "files": [f.to_dict() for f in self.files],
         }
 
     @property
     def exit_code(self) -> int:
         codes = [f.error.exit_code if f.error else ExitCode.FAILURE for f in self.failed]
-        if self.interrupted:
-            codes.append(ExitCode.INTERRUPTED)
+        codes += [f.error.exit_code if f.error else ExitCode.INTERRUPTED for f in self.interrupted]
         if codes:
             return max(codes)
         if self.expired:
@@ -136,10 +144,27 @@ class DownloadReport:
         seconds = max((f.seconds for f in self.files), default=0.0)
         mb = self.bytes_fetched / 1e6
         rate = f", {mb / seconds:.1f} MB/s" if seconds > 0 and mb else ""
+        unfinished = [f for f in self.files if not f.ok]
+        kept = ""
+        if unfinished:
+            total = sum(f.size or 0 for f in unfinished)
+            kept = (
+                f"; kept {human_bytes(self.bytes_kept)} of {human_bytes(total)}"
+                "; run again to resume"
+            )
         return (
             f"{len(self.files)} file(s): {', '.join(parts) or 'nothing to do'}; "
-            f"{mb:,.1f} MB fetched in {seconds:.1f}s{rate} -> {self.dest}"
+            f"{mb:,.1f} MB fetched in {seconds:.1f}s{rate} -> {self.dest}{kept}"
         )
+
+
+def human_bytes(n: int) -> str:
+    """412 MB, 1.0 GB: decimal units, as transfer rates are given."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{n} bytes"
 
 
 def failure_of(error: XView2Error) -> Status:
@@ -274,4 +299,233 @@ class IngestReport:
             "ok": self.ok,
             "exit_code": int(self.exit_code),
             **{k: (r.to_dict() if r is not None else None) for k, r in self.stages.items()},
+        }
+
+
+def _counts(states: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+VerifyStatus = Literal["ok", "corrupt", "missing", "unverifiable", "failed"]
+
+
+@dataclass
+class VerifyResult:
+    """One published file hashed again (``ok``: it matched every reference)."""
+
+    name: str
+    status: VerifyStatus
+    size: int | None = None
+    expected: dict[str, str] = field(default_factory=dict)
+    """The reference digests: the catalog's, else those recorded at download."""
+    actual: dict[str, str] = field(default_factory=dict)
+    reference: str | None = None
+    """Where ``expected`` came from: ``catalog`` or ``manifest``."""
+    seconds: float = 0.0
+    error: XView2Error | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "unverifiable")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["error"] = error_dict(self.error)
+        return data
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`~xview2_ingest.verify` found: every corrupt file is named with the
+    digest expected and the one found, and marked in the manifest."""
+
+    dest: str
+    files: list[VerifyResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.files)
+
+    @property
+    def corrupt(self) -> list[VerifyResult]:
+        return [f for f in self.files if f.status == "corrupt"]
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.OK if self.ok else ExitCode.FAILURE
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(f.size or 0 for f in self.files if f.actual)
+
+    def summary(self) -> str:
+        seconds = sum(f.seconds for f in self.files)
+        rate = f", {self.bytes_read / 1e6 / seconds:,.0f} MB/s" if seconds > 0 else ""
+        return (
+            f"{len(self.files)} file(s) at {self.dest}: "
+            f"{_counts([f.status for f in self.files]) or 'nothing to verify'}; "
+            f"{self.bytes_read / 1e6:,.1f} MB hashed in {seconds:.1f}s{rate}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+ImportStatus = Literal["imported", "seeded", "skipped", "failed"]
+
+
+@dataclass
+class ImportResult:
+    """One file adopted by :func:`~xview2_ingest.import_archives`.
+
+    ``imported``: published and recorded like a download; ``seeded``: a partial file whose
+    whole parts now wait at the destination for ``download`` to fetch the rest.
+    """
+
+    source: str
+    """The file's own name on this machine (never its folder)."""
+    name: str | None
+    status: ImportStatus
+    size: int | None = None
+    bytes_placed: int = 0
+    """Bytes now at the destination: the whole file, or the parts a partial one covers."""
+    method: str = ""
+    """``link``, ``rename``, ``copy`` (a local copy) or ``upload`` (multipart, object stores)."""
+    verified: bool = False
+    digests: dict[str, str] = field(default_factory=dict)
+    detail: str = ""
+    seconds: float = 0.0
+    error: XView2Error | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["error"] = error_dict(self.error)
+        return data
+
+
+@dataclass
+class ImportReport:
+    dest: str
+    files: list[ImportResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.files)
+
+    @property
+    def exit_code(self) -> int:
+        failed = [f for f in self.files if f.status == "failed"]
+        if failed:
+            return max(f.error.exit_code if f.error else ExitCode.FAILURE for f in failed)
+        return ExitCode.OK
+
+    def summary(self) -> str:
+        placed = sum(f.bytes_placed for f in self.files) / 1e6
+        return (
+            f"{len(self.files)} file(s): {_counts([f.status for f in self.files]) or 'none'}; "
+            f"{placed:,.1f} MB placed -> {self.dest}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+PlanAction = Literal["fetch", "resume", "skip", "fail", "expired"]
+
+
+@dataclass
+class PlannedFile:
+    """What ``download`` would do with one link, learnt from a 2-byte probe."""
+
+    name: str
+    action: PlanAction
+    size: int | None = None
+    ranges: bool | None = None
+    """Whether the server takes Range requests (parallel, resumable)."""
+    seconds_left: float | None = None
+    """How long the link stays valid, when it says."""
+    catalog: str = "none"
+    """``sha1``/``md5``: verified against the catalog; ``size``: size only; ``none``."""
+    bytes_to_fetch: int = 0
+    bytes_resumable: int = 0
+    """Bytes an unfinished transfer already holds (kept if the server's file is unchanged)."""
+    error: XView2Error | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["error"] = error_dict(self.error)
+        return data
+
+
+@dataclass
+class DownloadPlan:
+    """The report of ``download --dry-run``: every link probed, no body fetched."""
+
+    dest: str
+    files: list[PlannedFile]
+    space_needed: int = 0
+    """Bytes the destination must still find room for."""
+    space_free: int | None = None
+    """Free bytes at a local destination; None where it cannot be known (object stores)."""
+
+    @property
+    def space_short(self) -> bool:
+        return self.space_free is not None and self.space_needed > self.space_free
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    @property
+    def exit_code(self) -> int:
+        failed = [f for f in self.files if f.action == "fail"]
+        if failed:
+            return max(f.error.exit_code if f.error else ExitCode.FAILURE for f in failed)
+        if self.space_short:
+            return ExitCode.FAILURE
+        if any(f.action == "expired" for f in self.files):
+            return ExitCode.EXPIRED
+        return ExitCode.OK
+
+    @property
+    def bytes_to_fetch(self) -> int:
+        return sum(f.bytes_to_fetch for f in self.files)
+
+    def summary(self) -> str:
+        free = "" if self.space_free is None else f" of {self.space_free / 1e9:,.1f} GB free"
+        short = "; NOT ENOUGH SPACE" if self.space_short else ""
+        return (
+            f"dry run, {len(self.files)} link(s): "
+            f"{_counts([f.action for f in self.files]) or 'none'}; "
+            f"{self.bytes_to_fetch / 1e6:,.1f} MB to fetch, "
+            f"{self.space_needed / 1e9:,.2f} GB needed{free} at {self.dest}{short}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dest": self.dest,
+            "ok": self.ok,
+            "exit_code": int(self.exit_code),
+            "dry_run": True,
+            "bytes_to_fetch": self.bytes_to_fetch,
+            "space_needed": self.space_needed,
+            "space_free": self.space_free,
+            "files": [f.to_dict() for f in self.files],
         }

@@ -8,6 +8,7 @@ environment variables, then defaults.
 | connections, all    | ``--max-connections`` | ``XVIEW2_MAX_CONNECTIONS``| 32              |
 | memory budget (MB)  | ``--memory-mb``       | ``XVIEW2_MEMORY_MB``     | 160              |
 | catalog files       | ``--catalog``         | ``XVIEW2_CATALOG`` (: )  | built-in only    |
+| speed cap (bytes/s) | ``--limit-rate``      | ``XVIEW2_LIMIT_RATE``    | no cap           |
 | resume-state copies |                       | ``XVIEW2_STATE_DIR``     | see state_dir()  |
 
 Each service's own conventions are left to its library: the AWS credential chain and
@@ -97,6 +98,38 @@ MEMORY_MB = IntSetting(
 MAX_PART_SIZE_MB = 5 * 1024
 """The largest part S3 accepts (5 GiB), in MiB: a larger part is a mistake everywhere."""
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.I)
+_RATE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_rate(text: str, source: str = "--limit-rate") -> int:
+    """Bytes per second from ``10M``, ``500K``, ``1.5M``, ``2G`` or ``65536`` (K, M, G
+    are 1024-based, as in curl and wget; a trailing ``B``/``iB`` and ``/s`` are allowed);
+    0 means no cap."""
+    match = _RATE.match(text)
+    if not match:
+        raise UsageError(
+            f"{source}={text!r} is not a rate",
+            hint="give bytes per second, e.g. 500K, 10M or 1.5M (0: no cap)",
+        )
+    return int(float(match.group(1)) * _RATE_UNITS[match.group(2).lower()])
+
+
+def limit_rate_setting(value: str | int | None) -> int | None:
+    """The speed cap in bytes per second: ``value`` (``--limit-rate``), else
+    ``XVIEW2_LIMIT_RATE``, else none; 0 also means none."""
+    if value is None:
+        raw = os.environ.get("XVIEW2_LIMIT_RATE")
+        rate = parse_rate(raw, "XVIEW2_LIMIT_RATE") if raw else 0
+    elif isinstance(value, int):
+        if value < 0:
+            raise UsageError(f"--limit-rate must not be negative (got {value})")
+        rate = value
+    else:
+        rate = parse_rate(value)
+    return rate or None
 
 
 def dest_setting(dest: str | os.PathLike[str] | None) -> str:

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from xview2_ingest import __version__
+from xview2_ingest import __version__, graceful_signals
 from xview2_ingest.errors import EXIT_CODES_HELP, ExitCode, UsageError, XView2Error
 
-from . import completion, dataset, transfer
+from . import completion, dataset, transfer, verify
 from .jsonlines import JsonLines
 from .options import HelpFormatter
 from .ui import err
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     transfer.register(sub)
     dataset.register(sub)
+    verify.register(sub)
     completion.register(sub, build_parser)
     return parser
 
@@ -84,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging(args.verbose)
     code: int
     try:
-        return int(args.handler(args))
+        with graceful_signals():  # a first Ctrl-C or SIGTERM stops cleanly, a second at once
+            return int(args.handler(args))
     except XView2Error as exc:
         err(f"error: {exc}")
         code, error = int(exc.exit_code), exc

@@ -182,6 +182,18 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="never ask for fresh links; exit 3 when links expire",
     )
+    p.add_argument(
+        "--limit-rate",
+        metavar="RATE",
+        help="cap the speed of the whole run, all files and connections together: bytes "
+        "per second, e.g. 500K or 10M (default: $XVIEW2_LIMIT_RATE or no cap)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="probe every link and show what would be skipped, resumed or fetched and the "
+        "space needed; fetch nothing (exits as the run would for expired or refused links)",
+    )
 
 
 def add_extract_options(p: argparse.ArgumentParser) -> None:
@@ -282,6 +294,7 @@ def download_settings(args: argparse.Namespace) -> dict[str, Any]:
         "endpoint_url": args.endpoint_url,
         "force": args.force,
         "all_digests": args.all_digests,
+        "limit_rate": args.limit_rate,
     }
 
 

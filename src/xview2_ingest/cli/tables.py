@@ -20,8 +20,15 @@ from .progress import elide_middle
 
 GAP = 2
 NAME_MIN = 20
-STATE_STYLES = {"verified": "green", "unverified": "yellow", "partial": "cyan", "missing": "dim"}
-STATE_STYLES.update(corrupt="bold red", truncated="bold red", extracted="blue")
+STATE_STYLES = {
+    "verified": "green",
+    "unverified": "yellow",
+    "partial": "cyan",
+    "missing": "dim",
+    "corrupt": "bold red",  # found by `xview2 verify`: `download` fetches it again
+    "truncated": "bold red",  # another size than verified: `download` fetches it again
+    "extracted": "blue",  # removed after its verified extraction
+}
 
 
 @dataclass

@@ -143,10 +143,10 @@ def label(
             "disaster": disaster,
             "disaster_type": dtype,
             "catalog_id": uuid.UUID(int=rng.getrandbits(128)).hex[:16],
-            "original_width": 1024,
-            "original_height": 1024,
-            "width": 1024,
-            "height": 1024,
+            "original_width": size,
+            "original_height": size,
+            "width": size,
+            "height": size,
             "id": str(uuid.UUID(int=rng.getrandbits(128))),
             "img_name": f"{stem}.png",
         },
@@ -164,10 +164,15 @@ def make_split_archive(
     padding: int = 0,
     stats: SynthStats | None = None,
     name: str | None = None,
+    targets: bool = True,
+    label_size: int = 1024,
 ) -> Path:
     """Write ``{split}`` as a .tar.gz of ``pairs`` pre/post image pairs; return its path.
 
     ``padding`` adds incompressible bytes to each image so archives reach a chosen size.
+    ``targets=False`` leaves out ``targets/`` (as the real tier3 archive does).
+    ``label_size`` is the image size the labels describe (their polygons lie inside it
+    and their metadata says so; at least 48).
     """
     rng = random.Random(f"{seed}-{split}")
     stats = stats if stats is not None else SynthStats()
@@ -176,7 +181,7 @@ def make_split_archive(
     path.parent.mkdir(parents=True, exist_ok=True)
     image = png(image_size, image_size, 3, 90)
     with tarfile.open(path, "w:gz", compresslevel=1) as tar:
-        for sub in ("images", "labels", "targets"):
+        for sub in ("images", "labels", "targets") if targets else ("images", "labels"):
             info = tarfile.TarInfo(f"{split}/{sub}")
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
@@ -203,14 +208,16 @@ def make_split_archive(
                     image_id,
                     phase,
                     list(zip(uids, subtypes, strict=True)),
-                    1024,
+                    label_size,
                 )
                 img = image + (rng.randbytes(padding) if padding else b"")
                 members = [
                     (f"{split}/images/{stem}.png", img),
                     (f"{split}/labels/{stem}.json", json.dumps(doc).encode()),
-                    (f"{split}/targets/{stem}_target.png", png(image_size, image_size, 1, 1)),
                 ]
+                if targets:
+                    target = png(image_size, image_size, 1, 1)
+                    members.append((f"{split}/targets/{stem}_target.png", target))
                 for member, data in members:
                     info = tarfile.TarInfo(member)
                     info.size, info.mode, info.mtime = len(data), 0o644, 1_570_000_000

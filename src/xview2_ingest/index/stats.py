@@ -93,6 +93,8 @@ class DatasetStats:
     layout: str
     groups: list[GroupStats]
     """One entry per (split, disaster) present, in split then disaster order."""
+    bands: dict[str, list[dict[str, Any]]] | None = None
+    """Per split, per band mean/std of the images (``compute_stats(bands=True)``)."""
 
     @property
     def ok(self) -> bool:
@@ -207,7 +209,7 @@ class DatasetStats:
                 for g in self.by_split()
             },
             "disasters": {g.disaster: g.to_dict() for g in self.by_disaster()},
-        }
+        } | ({"bands": self.bands} if self.bands is not None else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -240,7 +242,9 @@ class DatasetStats:
             return t
 
         total = self.total()
+        extra = [self._bands_table()] if self.bands else []
         return Group(
+            *extra,
             table(
                 "xView2 by split (damage = post-disaster buildings, share)",
                 "split",
@@ -252,6 +256,27 @@ class DatasetStats:
                 [(g.disaster, g) for g in self.by_disaster()] + [("total", total)],
             ),
         )
+
+    def _bands_table(self) -> Any:
+        from rich.table import Table
+
+        t = Table(title="image bands (mean ± std)", title_justify="left", header_style="bold")
+        t.add_column("split")
+        names = list(
+            dict.fromkeys(b["band"] for bands in (self.bands or {}).values() for b in bands)
+        )
+        for name in names:
+            t.add_column(name, justify="right")
+        for split, bands in (self.bands or {}).items():
+            by_name = {b["band"]: b for b in bands}
+            t.add_row(
+                split,
+                *(
+                    f"{by_name[n]['mean']:.2f} ± {by_name[n]['std']:.2f}" if n in by_name else ""
+                    for n in names
+                ),
+            )
+        return t
 
     def to_png(self) -> bytes:
         """A bar chart of damage classes, stacked, per split and per disaster (PNG)."""
@@ -319,6 +344,7 @@ def compute_stats(
     endpoint_url: str | None = None,
     build_if_missing: bool = False,
     progress: ProgressCallback | None = None,
+    bands: bool = False,
 ) -> DatasetStats:
     """Statistics of the dataset at ``dest``, read from ``DEST/index/images.parquet``.
 
@@ -329,6 +355,10 @@ def compute_stats(
 
     When the destination holds both the challenge tree and the GeoTIFF tree, the
     statistics describe the challenge tree (``layout``), so nothing is counted twice.
+
+    ``bands`` adds the per-split, per-band mean/std of the images
+    (:func:`xview2_ingest.prepare.band_stats`: reused from ``index/bands.json`` while
+    the images are unchanged, else computed in one streamed pass over them).
     """
     store = open_store(dest_setting(dest), endpoint_url=endpoint_url)
     data = store.read_bytes(IMAGES_FILE)
@@ -355,7 +385,13 @@ def compute_stats(
     # One small table: read it on this thread.  pyarrow 26's reader thread pool can
     # abort the process at exit ("terminate called without an active exception").
     table = pq.read_table(pa.BufferReader(data), columns=columns, use_threads=False)
-    return stats_from_table(table.to_pydict(), store.url)
+    stats = stats_from_table(table.to_pydict(), store.url)
+    if bands:
+        from ..prepare.bands import band_stats
+
+        found = band_stats(store.url, endpoint_url=endpoint_url, progress=progress)
+        stats.bands = {s: [b.to_dict() for b in found.splits[s]] for s in found.splits}
+    return stats
 
 
 def stats_from_table(cols: dict[str, list[Any]], dest: str = "") -> DatasetStats:

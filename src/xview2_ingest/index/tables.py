@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 GEOPARQUET_VERSION = "1.0.0"
 
+PIXEL_COLUMNS = ("px_0", "px_1", "px_2", "px_3", "px_4", "px_other")
+"""Pixels of the target per value: 0-4, then any other value together."""
+
 
 def _metadata_type(key: str) -> pa.DataType:
     if key in FLOAT_FIELDS:
@@ -66,10 +69,15 @@ IMAGES_SCHEMA = pa.schema(
         *[(key, _metadata_type(key)) for key in METADATA_FIELDS],
         ("n_buildings", pa.int32()),
         *[(col, pa.int32()) for col in COUNT_COLUMNS.values()],
+        *[(col, pa.int32()) for col in PIXEL_COLUMNS],
     ]
 )
 """One row per image (label file).  Paths are relative to the destination; ``archive``
-names the archive the label was read from (null when read from the extracted tree)."""
+names the archive the label was read from (null when read from the extracted tree).
+The ``px_*`` columns count the pixels of the image's target by value (``px_0`` background,
+``px_1``-``px_4`` the damage classes, or building for a pre-disaster target, ``px_other``
+any other value such as 255 = ignore); they are null until
+:func:`xview2_ingest.prepare.count_pixels` fills them in."""
 
 BUILDINGS_SCHEMA = pa.schema(
     [
@@ -324,6 +332,7 @@ def _image_columns(files: list[LabelFile], archives: list[str | None]) -> dict[s
         "target_path": [r.target_path for r in refs],
         "archive": list(archives),
         "n_buildings": [len(f.uids) for f in files],
+        **{col: [None] * len(files) for col in PIXEL_COLUMNS},
     }
     for key in ("disaster_type", *METADATA_FIELDS):
         columns[key] = [m[key] for m in metas]
@@ -425,6 +434,7 @@ __all__ = [
     "BUILDINGS_SCHEMA",
     "DAMAGE_CLASSES",
     "IMAGES_SCHEMA",
+    "PIXEL_COLUMNS",
     "Batch",
     "ParquetSink",
     "build_batch",

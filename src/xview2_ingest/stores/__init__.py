@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from ..settings import check_dest_url
-from .base import Composer, Copier, LocalFiles, PendingUpload, RangeReader, Store, Upload
+from .base import (
+    Composer,
+    Copier,
+    Exclusive,
+    LocalFiles,
+    PartReader,
+    PendingUpload,
+    RangeReader,
+    Store,
+    Upload,
+)
 from .errors import os_error
 from .local import LocalStore
 
@@ -34,8 +44,10 @@ def open_store(dest: str, *, endpoint_url: str | None = None, max_connections: i
 __all__ = [
     "Composer",
     "Copier",
+    "Exclusive",
     "LocalFiles",
     "LocalStore",
+    "PartReader",
     "PendingUpload",
     "RangeReader",
     "Store",

@@ -17,6 +17,7 @@ suite in ``tests/test_stores.py``, which checks every capability a store claims.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -48,7 +49,37 @@ class Upload(Protocol):
         ...
 
     def read_part(self, index: int, into: memoryview) -> bool:
-        """Fill ``into`` with a persisted part; False if this store cannot read it back."""
+        """Fill ``into`` with the first ``len(into)`` bytes of part ``index`` as kept by
+        this store (see :meth:`kept_parts`); False if it cannot read them back."""
+        ...
+
+    def confirm_part(self, index: int, data: memoryview) -> bool:
+        """Make persisted part ``index`` hold exactly ``data``; True if it already did.
+
+        The rule that keeps published bytes equal to hashed bytes: when the engine hashes
+        a part that is already persisted (from an earlier run) with bytes it did not just
+        write -- fetched again, or read from a local copy -- it calls this, and the store
+        must either prove the persisted part is byte for byte ``data`` (a local file
+        compares) or write ``data`` again.  A checksum that a source could match with
+        other bytes (CRC32, an MD5 ETag) is no proof.
+        """
+        ...
+
+    def keep_partial(self, index: int, data: memoryview) -> int:
+        """Keep ``data``, the first bytes of part ``index``, for a later run that cannot
+        write it now (stopped, failed); return how many bytes were kept (0: none).
+
+        Kept bytes need not be at the destination (a remote store may keep them in a
+        local spool); :meth:`kept_parts` reports them and :meth:`read_part` reads them
+        back.  They are never published without going through :meth:`write_part` or
+        :meth:`confirm_part` with the bytes the engine hashed.
+        """
+        ...
+
+    def kept_parts(self) -> dict[int, int]:
+        """Bytes of each part a later run can read back with :meth:`read_part` instead of
+        fetching them: a whole part's length for parts persisted and readable, fewer for
+        parts kept in part by :meth:`keep_partial`."""
         ...
 
     def load_state(self) -> dict[str, Any] | None:
@@ -143,6 +174,17 @@ class RangeReader(Protocol):
 
 
 @runtime_checkable
+class PartReader(Protocol):
+    """Reads a bounded byte range of a published file into a caller's buffer, so that
+    many ranges can be read at once (``verify`` re-hashes a file at read speed)."""
+
+    def read_into(self, name: str, offset: int, into: memoryview) -> None:
+        """Fill ``into`` with the bytes of ``name`` from ``offset``; a
+        :class:`~xview2_ingest.errors.DestinationError` when the file ends before."""
+        ...
+
+
+@runtime_checkable
 class Composer(Protocol):
     """Publishes the concatenation of published files without reading them through
     this process (the GeoTIFF parts into one archive)."""
@@ -160,6 +202,18 @@ class Copier(Protocol):
     def copy(self, source: str, target: str) -> None:
         """Publish the bytes of ``source`` under ``target``, atomically (``target`` is
         replaced if it exists)."""
+        ...
+
+
+@runtime_checkable
+class Exclusive(Protocol):
+    """Lets one run at a time download into the store (a lock file, a lease object), so
+    two runs never write the same unfinished upload."""
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Hold the destination for the block; raise :class:`~..errors.DestinationError`
+        naming the other run if one holds it.  Released when the block ends, and also
+        when the process dies (or, where the store cannot see that, after an expiry)."""
         ...
 
 

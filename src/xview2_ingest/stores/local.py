@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import json
 import logging
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import DestinationError
+from ..transfer.resume_state import InvalidState, LocalRecord, local_record, read_file
 from .base import PendingUpload
 from .errors import os_error
 
@@ -70,8 +72,18 @@ def _runs(indices: set[int]) -> list[list[int]]:
     return out
 
 
-def _unruns(runs: list[list[int]]) -> set[int]:
-    return {i for start, stop in runs for i in range(start, stop)}
+def _unruns(runs: object, limit: int = 10_000_000) -> set[int]:
+    """The parts of a journal's runs; empty when the runs are malformed or absurd."""
+    if not isinstance(runs, list):
+        return set()
+    valid = [
+        r
+        for r in runs
+        if isinstance(r, list) and len(r) == 2 and all(type(x) is int and x >= 0 for x in r)
+    ]
+    if len(valid) != len(runs) or sum(max(0, b - a) for a, b in valid) > limit:
+        return set()
+    return {i for start, stop in valid for i in range(start, stop)}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -110,22 +122,17 @@ class LocalUpload:
         self._last_sync = 0.0
         self._lock = threading.Lock()
         self._done: set[int] = set()
+        self._partial: dict[int, int] = {}  # index -> bytes kept of a part not finished
+        self._served: set[int] = set()  # parts read back whole since they were written
         self._engine_state: dict[str, Any] | None = None
         try:
             self._data.parent.mkdir(parents=True, exist_ok=True)
-            previous = self._read_state()
-            earlier_part = (previous or {}).get("part_size")
-            if (
-                previous
-                and previous.get("size") == size
-                and isinstance(earlier_part, int)
-                and earlier_part > 0
-                and self._data.exists()
-                and self._data.stat().st_size == size
-            ):
-                self.part_size = earlier_part
-                self._done = _unruns(previous.get("done", []))
-                self._engine_state = previous.get("engine")
+            previous = self._read_state(store.max_parts)
+            if previous and self._data.exists() and self._data.stat().st_size == size:
+                self.part_size = previous.part_size
+                self._done = previous.done
+                self._partial = previous.partial
+                self._engine_state = previous.engine
                 self._fd = os.open(self._data, os.O_RDWR)
             else:
                 self._state_path.unlink(missing_ok=True)
@@ -156,11 +163,25 @@ class LocalUpload:
             else:
                 raise
 
-    def _read_state(self) -> dict[str, Any] | None:
-        fast, durable = load_json(self._state_path), load_json(self._durable_path)
-        if fast and fast.get("boot") == _boot_id():
-            return fast
-        return durable
+    def _read_state(self, max_parts: int) -> LocalRecord | None:
+        """The newest trustworthy journal: the fast one if written in this boot, else the
+        durable one.  A journal that fails the checks is dropped with a warning."""
+        for path in (self._state_path, self._durable_path):
+            try:
+                raw = read_file(path)
+                record = (
+                    None if raw is None else local_record(raw, size=self.size, max_parts=max_parts)
+                )
+            except InvalidState as exc:
+                log.warning("%s: ignoring the resume journal %s: %s", self.name, path, exc)
+                continue
+            if record is None or (path == self._state_path and record.boot != _boot_id()):
+                continue
+            return record
+        return None
+
+    def _part_len(self, index: int) -> int:
+        return min(self.part_size, self.size - index * self.part_size)
 
     def done_parts(self) -> set[int]:
         with self._lock:
@@ -178,6 +199,8 @@ class LocalUpload:
             raise os_error(exc, self.name, "write") from None
         with self._lock:
             self._done.add(index)
+            self._partial.pop(index, None)
+            self._served.discard(index)
 
     def _write_direct(self, data: memoryview, offset: int) -> tuple[memoryview, int]:
         """Write the aligned head of ``data`` with direct I/O; return what is left."""
@@ -199,13 +222,60 @@ class LocalUpload:
                 os.close(fd)
 
     def read_part(self, index: int, into: memoryview) -> bool:
-        offset, view = index * self.part_size, into
-        while view:
-            n = os.preadv(self._fd, [view], offset)
-            if n <= 0:
-                return False
-            view, offset = view[n:], offset + n
+        if not self._pread(index, into):
+            return False
+        if into.nbytes == self._part_len(index):
+            with self._lock:
+                self._served.add(index)
         return True
+
+    def _pread(self, index: int, into: memoryview) -> bool:
+        offset, view = index * self.part_size, into
+        try:
+            while view:
+                n = os.preadv(self._fd, [view], offset)
+                if n <= 0:
+                    return False
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            log.warning("%s: cannot read back part %d: %s", self.name, index, exc)
+            return False
+        return True
+
+    def confirm_part(self, index: int, data: memoryview) -> bool:
+        """The part on disk is ``data`` if it was just read into it whole (only this run
+        writes here: see :meth:`LocalStore.exclusive`), or compares equal; else rewrite."""
+        with self._lock:
+            if index in self._served and data.nbytes == self._part_len(index):
+                return True
+        on_disk = bytearray(data.nbytes)
+        if self._pread(index, memoryview(on_disk)) and on_disk == data:
+            return True
+        self.write_part(index, data)
+        return False
+
+    def keep_partial(self, index: int, data: memoryview) -> int:
+        """Write the bytes of an unfinished part where they belong and journal how many."""
+        with self._lock:
+            if index in self._done:
+                return data.nbytes
+        try:
+            view, offset = data, index * self.part_size
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            log.warning("%s: cannot keep the bytes of part %d: %s", self.name, index, exc)
+            return 0
+        with self._lock:
+            self._partial[index] = max(self._partial.get(index, 0), data.nbytes)
+        return data.nbytes
+
+    def kept_parts(self) -> dict[int, int]:
+        with self._lock:
+            kept = {i: self._part_len(i) for i in self._done}
+            kept.update(self._partial)
+            return kept
 
     def load_state(self) -> dict[str, Any] | None:
         return self._engine_state
@@ -220,10 +290,12 @@ class LocalUpload:
         """
         with self._lock:
             done = _runs(self._done)
+            partial = {str(i): n for i, n in self._partial.items()}
         record = {
             "size": self.size,
             "part_size": self.part_size,
             "done": done,
+            "partial": partial,
             "engine": state,
             "boot": _boot_id(),
         }
@@ -304,6 +376,33 @@ class LocalStore:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise os_error(exc, self.url, "create the destination folder") from None
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold ``.xview2/lock`` (``flock``) while downloading: the kernel releases it when
+        the process ends, however it ends.  The file names the holder, for the message."""
+        self._ensure_root()
+        path = self.work / "lock"
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise os_error(exc, str(path), f"lock {self.url}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "?"
+                raise DestinationError(
+                    f"another xview2 run ({holder}) is downloading into {self.url}",
+                    hint="wait for it to finish or stop it, then run again",
+                ) from None
+            since = time.strftime("%H:%M:%S")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, since {since}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def open_upload(self, name: str, size: int, part_size: int) -> LocalUpload:
         self._ensure_root()
@@ -418,6 +517,22 @@ class LocalStore:
         fh = self.open_read(name)
         fh.seek(offset)
         return fh
+
+    def read_into(self, name: str, offset: int, into: memoryview) -> None:
+        """Fill ``into`` with the bytes of ``name`` from ``offset`` (``preadv``)."""
+        try:
+            fd = os.open(self.path_of(name), os.O_RDONLY)
+            try:
+                view = into
+                while view:
+                    n = os.preadv(fd, [view], offset)
+                    if n <= 0:
+                        raise DestinationError(f"ends before byte {offset:,}", file=name)
+                    view, offset = view[n:], offset + n
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise os_error(exc, name, f"read from {self.url}") from None
 
     def compose(self, name: str, sources: tuple[str, ...], *, workers: int = 8) -> int:
         """Publish the concatenation of the published files ``sources`` as ``name``.

@@ -34,8 +34,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ..errors import DestinationError
+from ..transfer.resume_state import (
+    InvalidState,
+    RemoteRecord,
+    parse,
+    part_count,
+    remote_record,
+)
 from .base import PendingUpload
-from .statecopy import LocalStateCopy
+from .s3lease import S3Lease
+from .statecopy import LocalStateCopy, Spool
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +98,10 @@ def _body(data: memoryview) -> bytes | bytearray:
     return data.tobytes()
 
 
-def _hashed(record: dict[str, Any] | None) -> int:
-    engine = (record or {}).get("engine")
+def _hashed(record: RemoteRecord | None) -> int:
+    engine = record.engine if record else None
     hashed = engine.get("hashed") if isinstance(engine, dict) else None
-    return hashed if isinstance(hashed, int) else -1
+    return hashed if type(hashed) is int else -1
 
 
 MAX_KEY_BYTES = 1024
@@ -135,12 +143,13 @@ class S3Upload:
         self._checksum: str | None = CHECKSUM
         self._engine_state: dict[str, Any] | None = None
         self._copy = store.local_copy(self._key)
+        self._spool: Spool | None = None
+        self._spooled: dict[int, int] = {}  # index -> bytes of it in the spool
         self._saved_at = 0.0  # when the bucket last got the state (monotonic)
         self._unsaved: dict[str, Any] | None = None  # newer state only the local copy has
         where = store.url
         try:
-            state = store._read_json(self._state_key)
-            self._upload_id = self._resume(state)
+            self._upload_id = self._resume(self._checked(self._state_key, None))
             if self._upload_id is None:
                 self.part_size, self._parts = part_size, {}
                 self._checksum = CHECKSUM
@@ -152,36 +161,62 @@ class S3Upload:
                 self._write_state(None)
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, name, "start an upload to", where) from None
+        self._spool = self._copy.spool(self._upload_id, self.part_size)
 
-    def _resume(self, state: dict[str, Any] | None) -> str | None:
-        earlier_part = (state or {}).get("part_size")
-        if not state or state.get("size") != self.size or not isinstance(earlier_part, int):
+    def _checked(self, key: str, local: dict[str, Any] | None) -> RemoteRecord | None:
+        """The state record in ``key`` (or the local copy's ``local``), checked; None, with
+        a warning naming where it was, when it cannot be trusted."""
+        where = f"s3://{self._bucket}/{key}" if local is None else str(self._copy.path)
+        try:
+            raw = self._store._read_json(key) if local is None else local
+            if raw is None:
+                return None
+            return remote_record(
+                raw,
+                key=self._key,
+                size=self.size,
+                min_part_size=self._store.min_part_size,
+                max_parts=self._store.max_parts,
+                checksums=(CHECKSUM, None),
+            )
+        except InvalidState as exc:
+            log.warning("%s: ignoring the resume state %s: %s", self.name, where, exc)
             return None
-        if earlier_part < 1 or self.size > earlier_part * self._store.max_parts:
+
+    def _resume(self, state: RemoteRecord | None) -> str | None:
+        if state is None:
             return None
-        self.part_size = earlier_part  # a resumed upload keeps its part size
-        self._checksum = state.get("checksum")  # None: started without part checksums
-        upload_id = state.get("upload_id")
+        self.part_size = state.part_size  # a resumed upload keeps its part size
+        self._checksum = state.checksum  # None: started without part checksums
+        upload_id = state.upload_id
         try:
             paginator = self._s3.get_paginator("list_parts")
             for page in paginator.paginate(Bucket=self._bucket, Key=self._key, UploadId=upload_id):
                 for part in page.get("Parts", []):
                     index = part["PartNumber"] - 1
-                    if part["Size"] == self._part_len(index):
+                    if 0 <= index < self._nparts() and part["Size"] == self._part_len(index):
                         self._parts[index] = {"ETag": part["ETag"]} | (
                             {"ChecksumCRC32": part["ChecksumCRC32"]}
                             if part.get("ChecksumCRC32")
                             else {}
                         )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404"):
+                self._parts = {}
                 return None
             raise
-        self._engine_state = state.get("engine")
-        local = self._copy.read()
-        if local and local.get("upload_id") == upload_id and _hashed(local) > _hashed(state):
-            self._engine_state = local.get("engine")  # this machine got further
-        return str(upload_id)
+        self._engine_state = state.engine
+        local = self._checked(self._state_key, self._copy.read())
+        if local and local.upload_id == upload_id and local.part_size == self.part_size:
+            if _hashed(local) > _hashed(state):
+                self._engine_state = local.engine  # this machine got further
+            spool = self._copy.spool(upload_id, self.part_size)
+            if local.spooled and spool.exists():
+                self._spooled = dict(local.spooled)
+        return upload_id
+
+    def _nparts(self) -> int:
+        return part_count(self.size, self.part_size)
 
     def _abort_strays(self) -> None:
         listing = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=self._key)
@@ -196,6 +231,8 @@ class S3Upload:
         return min(self.part_size, self.size - index * self.part_size)
 
     def _record(self, engine: dict[str, Any] | None) -> dict[str, Any]:
+        with self._lock:
+            spooled = {str(i): n for i, n in self._spooled.items()}
         return {
             "upload_id": self._upload_id,
             "key": self._key,
@@ -203,6 +240,7 @@ class S3Upload:
             "part_size": self.part_size,
             "checksum": self._checksum,
             "engine": engine,
+            "spool": spooled,  # only meaningful on this machine; see _resume
         }
 
     def _write_state(self, engine: dict[str, Any] | None) -> None:
@@ -234,9 +272,35 @@ class S3Upload:
             raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
         with self._lock:
             self._parts[index] = {"ETag": reply["ETag"]} | extra
+            if self._spooled.get(index, 0) < data.nbytes:
+                self._spooled.pop(index, None)  # a part's head is of no use once it is sent
 
     def read_part(self, index: int, into: memoryview) -> bool:
-        return False  # parts of an unfinished multipart upload cannot be read back
+        """Parts of an unfinished multipart upload cannot be read back; bytes kept in this
+        machine's spool can."""
+        with self._lock:
+            spooled = self._spooled.get(index, 0)
+        return bool(spooled >= into.nbytes and self._spool and self._spool.read(index, into))
+
+    def confirm_part(self, index: int, data: memoryview) -> bool:
+        """Send the part again, always: its bytes cannot be read back to compare, and the
+        CRC32 or ETag that ListParts gives could be matched by a source serving other bytes
+        under the same name.  Only parts re-hashed after a stop or a crash come here (a
+        few per resume), so this costs a few part uploads, not a second transfer."""
+        self.write_part(index, data)
+        return False
+
+    def keep_partial(self, index: int, data: memoryview) -> int:
+        """Keep the bytes in the local spool (S3 keeps only whole parts)."""
+        if self._spool is None or not data.nbytes or not self._spool.write(index, data):
+            return 0
+        with self._lock:
+            self._spooled[index] = max(self._spooled.get(index, 0), data.nbytes)
+        return data.nbytes
+
+    def kept_parts(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._spooled)
 
     def load_state(self) -> dict[str, Any] | None:
         return self._engine_state
@@ -255,6 +319,12 @@ class S3Upload:
     def publish(self) -> None:
         with self._lock:
             parts = [{"PartNumber": i + 1} | entry for i, entry in sorted(self._parts.items())]
+        if [p["PartNumber"] for p in parts] != list(range(1, self._nparts() + 1)):
+            raise DestinationError(
+                f"cannot complete the upload: {len(parts)} of {self._nparts()} parts are there",
+                file=self.name,
+                hint="run again to send the missing parts",
+            )
         try:
             self._s3.complete_multipart_upload(
                 Bucket=self._bucket,
@@ -266,6 +336,13 @@ class S3Upload:
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, self.name, "complete the upload to", self._store.url) from None
         self._copy.delete()
+        self._drop_spool()
+
+    def _drop_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.delete()
+        with self._lock:
+            self._spooled.clear()
 
     def abort(self) -> None:
         try:
@@ -276,6 +353,7 @@ class S3Upload:
         except (ClientError, BotoCoreError) as exc:
             log.warning("could not abort the upload of %s: %s", self.name, exc)
         self._copy.delete()
+        self._drop_spool()
 
     def close(self) -> None:
         """Leave the multipart upload open for a later run, its newest state saved."""
@@ -295,7 +373,7 @@ class S3Upload:
 
 class S3Store:
     min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
-    default_part_size = 16 * MiB
+    default_part_size = 5 * MiB
     max_parts = 10_000
     # Hashed parts cannot be read back from an open multipart upload: checkpoint each one
     # (to the local copy; to the bucket every REMOTE_STATE_INTERVAL seconds).
@@ -355,17 +433,21 @@ class S3Store:
         return LocalStateCopy(f"{self.client.meta.endpoint_url}/{self.bucket}/{key}")
 
     def _read_json(self, key: str) -> dict[str, Any] | None:
+        """The JSON object in ``key``; None when absent; :class:`InvalidState` when it
+        cannot be a resume record (too large, not JSON, not an object)."""
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            reply = self.client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-1048576")
+            body = reply["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "InvalidRange"):
                 return None
             raise
-        try:
-            loaded = json.loads(body)
-        except ValueError:
-            return None
-        return loaded if isinstance(loaded, dict) else None
+        return parse(body)
+
+    def exclusive(self) -> S3Lease:
+        """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.s3lease`)."""
+        key = f"{self.prefix}/.xview2/lock.json" if self.prefix else ".xview2/lock.json"
+        return S3Lease(self.client, self.bucket, key, self.url)
 
     def open_upload(self, name: str, size: int, part_size: int) -> S3Upload:
         return S3Upload(self, name, size, part_size)
@@ -536,6 +618,28 @@ class S3Store:
         except BotoCoreError as exc:
             raise _error(exc, name, "read", self.url) from None
         return body  # type: ignore[no-any-return]
+
+    def read_into(self, name: str, offset: int, into: memoryview) -> None:
+        """Fill ``into`` with the bytes of ``name`` from ``offset``: one ranged GET read
+        straight into the buffer, its connection back to the pool for the next range."""
+        end = offset + into.nbytes - 1
+        try:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self.key_of(name), Range=f"bytes={offset}-{end}"
+            )["Body"]
+            try:
+                view = into
+                while view:
+                    n = body.readinto(view)
+                    if not n:
+                        raise DestinationError(f"ends before byte {end + 1:,}", file=name)
+                    view = view[n:]
+                body.read()  # the end of the body: the connection goes back to the pool
+            except BaseException:
+                body.close()
+                raise
+        except (ClientError, BotoCoreError) as exc:
+            raise _error(exc, name, "read", self.url) from None
 
     def copy(self, source: str, target: str) -> None:
         """Publish ``source`` under ``target`` by a server-side copy (multipart above

@@ -13,6 +13,10 @@ remote store, as if there were no local copy.
 
 :class:`RemoteState` is that scheme for any remote store (GCS and Azure use it);
 :class:`LocalStateCopy` is its local half.
+
+Beside it, a run that stops keeps the bytes of parts it could not finish or hash in a
+sparse *spool* file (:class:`Spool`): a rerun here reads them back instead of fetching
+them again, and sends them to the store again with the bytes it hashes.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..settings import state_dir
-from .local import atomic_write, load_json
+from ..transfer.resume_state import InvalidState, read_file
+from .local import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,17 @@ class LocalStateCopy:
         self._usable = True
 
     def read(self) -> dict[str, Any] | None:
-        return load_json(self.path)
+        """The record, unchecked but parsed safely; None when missing or unparseable."""
+        try:
+            return read_file(self.path)
+        except InvalidState as exc:
+            log.warning("ignoring the local resume state %s: %s", self.path, exc)
+            return None
+
+    def spool(self, upload_id: str, part_size: int) -> Spool:
+        """The spool of the upload ``upload_id`` beside this copy."""
+        tag = hashlib.sha256(upload_id.encode()).hexdigest()[:16]
+        return Spool(self.path.with_name(f"{self.path.stem}.{tag}.spool"), part_size)
 
     def write(self, record: dict[str, Any]) -> bool:
         """Save ``record``; False when there is no usable local folder."""
@@ -59,6 +76,62 @@ class LocalStateCopy:
             self._usable = False
             return False
         return True
+
+    def delete(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("cannot remove %s: %s", self.path, exc)
+
+
+class Spool:
+    """Bytes of unfinished or unhashed parts of one upload, kept on this machine.
+
+    A sparse file with each part at its own offset; what it holds is recorded in the
+    local state copy (``spool``: part -> bytes), never trusted further than that: bytes
+    read back are hashed and sent to the store again, so a damaged spool can cost a
+    checksum mismatch, never a wrong file.
+    """
+
+    def __init__(self, path: Path, part_size: int):
+        self.path, self.part_size = path, part_size
+
+    def write(self, index: int, data: memoryview) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                view, offset = data, index * self.part_size
+                while view:
+                    written = os.pwrite(fd, view, offset)
+                    view, offset = view[written:], offset + written
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot keep part %d in %s: %s", index, self.path, exc.strerror or exc)
+            return False
+        return True
+
+    def read(self, index: int, into: memoryview) -> bool:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            view, offset = into, index * self.part_size
+            while view:
+                n = os.preadv(fd, [view], offset)
+                if n <= 0:
+                    return False
+                view, offset = view[n:], offset + n
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def exists(self) -> bool:
+        return self.path.exists()
 
     def delete(self) -> None:
         try:

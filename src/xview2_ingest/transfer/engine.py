@@ -2,13 +2,20 @@
 
 Path of the bytes for one file::
 
-    probe ─► plan parts ─► open (or resume) the store's upload
-       ─► for each part, in order, as memory allows: fetch its range into a pooled buffer
-          (N connections per file, a global cap) ─► store.write_part(i)
+    probe ─► plan parts ─► open (or resume) the store's upload, its state checked
+       ─► for each part, in order, as memory allows: read back what the store kept of
+          it, fetch the rest into a pooled buffer (N connections per file, a global cap)
+          ─► store.write_part(i), or store.confirm_part(i) for a part persisted earlier
        ─► digest the parts strictly in order (the reorder window is the buffer pool)
        ─► checkpoint {digest state, parts hashed} through the upload, written off the
           digest's path by one writer per file that always takes the newest state
        ─► all parts hashed: compare with the catalog ─► publish, or abort on mismatch
+
+Every byte hashed is a byte the store holds: a part is hashed from the very buffer that
+was written, or, when it was persisted by an earlier run, after ``confirm_part`` made the
+store hold exactly those bytes.  A stop (Ctrl-C, SIGTERM, :meth:`TransferEngine.stop`)
+keeps the bytes of parts under way and of parts waiting for the digest
+(``keep_partial``), saves the state, and reports what was kept.
 
 Memory is bounded by :class:`BufferPool`: a part holds its buffer from the moment its
 fetch starts until the digest has consumed it, and no fetch starts without one.  Parts are
@@ -34,17 +41,23 @@ from ..catalog import Catalog, CatalogEntry
 from ..errors import (
     ChecksumMismatchError,
     ContentError,
+    ExitCode,
     TransferInterrupted,
     XView2Error,
 )
 from ..events import Event, ProgressCallback, no_progress
 from ..links import Link
 from ..manifest import Manifest
-from ..reports import DownloadReport, FileResult, failure_of
+from ..reports import DownloadReport, FileResult, failure_of, human_bytes
 from ..settings import DEFAULT_MEMORY_MB
 from ..stores import Store, Upload
+from ..stores.base import Exclusive
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
+from .ratelimit import limiter_for
+from .resume_state import InvalidState, engine_state
+from .seed import same_file
+from .stopping import STOP
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +83,8 @@ class TransferOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     force: bool = False
     """Download again even when the destination already holds the verified file."""
+    limit_rate: int | None = None
+    """Bytes per second across every connection of the run (``--limit-rate``); None: no cap."""
 
 
 Buffer = mmap.mmap | bytearray
@@ -167,8 +182,28 @@ class FileTransfer:
         self.upload: Upload | None = None
         self.remote: Remote | None = None
         self.part_size = 0
+        connections = engine.options.connections
+        self._outstanding = threading.Semaphore(connections + max(2, connections // 4))
+        """Parts of this file in memory (fetching, being written, waiting for the digest):
+        what a kill loses.  Without this bound a store slower than the source would let
+        fetched parts pile up to the whole memory budget."""
+        self._done: set[int] = set()  # parts persisted when this run began
+        self._kept: dict[int, int] = {}  # bytes of unhashed parts the store can give back
 
     # -- helpers -----------------------------------------------------------------
+    def _take(self, index: int) -> Buffer | None:
+        """A buffer for part ``index``, within this file's and the run's bounds."""
+        if not _acquire(self._outstanding, self._cancelled):
+            return None
+        buf = self.engine.pool.acquire(self._part_len(index), self._cancelled)
+        if buf is None:
+            self._outstanding.release()
+        return buf
+
+    def _give(self, buf: Buffer) -> None:
+        self.engine.pool.release(buf)
+        self._outstanding.release()
+
     def _emit(self, kind: Any, **kw: Any) -> None:
         self.engine.progress(Event(kind, self.name, **kw))
 
@@ -207,12 +242,23 @@ class FileTransfer:
         return self.result
 
     def _record_failure(self, exc: XView2Error) -> None:
-        if self.engine.stopping.is_set() and not isinstance(exc, ChecksumMismatchError):
-            exc = TransferInterrupted(
-                "interrupted; finished parts are kept", file=self.name, hint="run again to resume"
-            )
+        if self.engine.stopping.is_set() and not isinstance(exc, ContentError):
+            exc = self._interrupted()
         self.result.status, self.result.error = failure_of(exc), exc
         self._emit("failed", detail=str(exc))
+
+    def _interrupted(self) -> TransferInterrupted:
+        kept, size = self.result.bytes_kept, self.result.size or 0
+        exc = TransferInterrupted(
+            f"stopped; kept {human_bytes(kept)} of {human_bytes(size)}",
+            file=self.name,
+            hint="run again to resume",
+        )
+        exc.exit_code = self.engine.stop_code
+        return exc
+
+    def _bytes_before(self, index: int) -> int:
+        return min(self.result.size or 0, index * self.part_size)
 
     def _run(self) -> None:
         engine, link = self.engine, self.link
@@ -244,70 +290,142 @@ class FileTransfer:
                 hint="the link may lead to another file or an error page; check it",
             )
         planned = plan_part_size(size, engine.store, engine.options)
-        upload = self.upload = engine.store.open_upload(self.name, size, planned)
-        self._restore(upload, remote)
-        upload = self.upload  # a new one if the old did not fit the file any more
+        self._open(planned, remote)
+        upload = self.upload
+        assert upload is not None
         self.part_size = upload.part_size  # a resumed upload keeps its own
-        done = upload.done_parts()
         nparts = math.ceil(size / self.part_size) if size else 0
-        resumed = sum(self._part_len(i) for i in done if i < nparts)
+        self._done = upload.done_parts()
+        self._kept = {i: n for i, n in upload.kept_parts().items() if self.hashed <= i < nparts}
+        resumed = self._bytes_before(self.hashed) + sum(self._kept.values())
         self.result.bytes_resumed = resumed
         self._emit("started", done=resumed, total=size)
         try:
             if remote.ranges:
-                self._fetch_ranges(range(self.hashed, nparts), done)
+                self._fetch_ranges(range(self.hashed, nparts))
             else:
-                self._fetch_stream(range(self.hashed, nparts), done)
+                self._fetch_stream(range(self.hashed, nparts))
         finally:
             if self._error is not None or self.hashed < nparts:
+                self._keep_waiting_parts()
                 self._checkpoint(force=True)
                 upload.close()
+                self.result.bytes_kept = self._bytes_before(self.hashed) + sum(
+                    min(n, self._part_len(i))
+                    for i, n in upload.kept_parts().items()
+                    if self.hashed <= i < nparts
+                )
         if self._error is not None:
             raise self._error
         if self.hashed < nparts:  # stopped between parts: never verify a partial file
-            raise TransferInterrupted(
-                "interrupted; finished parts are kept", file=self.name, hint="run again to resume"
-            )
+            raise self._interrupted()
         self._verify_and_publish(upload, size)
 
-    def _restore(self, upload: Upload, remote: Remote) -> None:
-        """Take up an earlier run's digest state, or start clean if it does not fit."""
+    def _open(self, planned: int, remote: Remote) -> None:
+        """Open the store's upload and take up an earlier run's digest state if it passes
+        every check (:func:`.resume_state.engine_state`); else start the file clean."""
+        store, size = self.engine.store, remote.size or 0
         algos = choose_algorithms(self.entry, self.engine.options.all_digests)
-        state = upload.load_state()
-        if state and state.get("identity") == remote.identity():
-            saved = state.get("digests", {})
-            if all(saved.get(a) for a in algos):
-                self.digests = {a: Digest(a, saved[a]) for a in algos}
-                self.hashed = int(state.get("hashed", 0))
+        upload = self.upload = store.open_upload(self.name, size, planned)
+        saved = upload.load_state()
+        if saved is not None:
+            seeded = same_file(saved.get("identity"), remote)  # or seeded by an import
+            try:
+                state = engine_state(
+                    saved,
+                    identity=saved["identity"] if seeded else remote.identity(),
+                    algorithms=algos,
+                    size=size,
+                    part_size=upload.part_size,
+                    done=upload.done_parts(),
+                )
+                self.digests = {a: Digest(a, state.digests[a]) for a in algos}
+                self.hashed = state.hashed
                 log.info("%s: resuming after %d hashed parts", self.name, self.hashed)
                 return
-        if state and state.get("identity") not in (None, remote.identity()):
-            log.warning("%s changed on the server since the last run; starting over", self.name)
-            upload.abort()
-            self.upload = upload = self.engine.store.open_upload(
-                self.name, upload.size, upload.part_size
-            )
+            except (InvalidState, ValueError) as exc:
+                message = f"discarding the resume state of {self.name} ({exc}); starting over"
+                log.warning("%s", message)
+                self._emit("info", detail=message)
+                upload.abort()
+                self.upload = store.open_upload(self.name, size, upload.part_size)
         self.digests = {a: Digest(a) for a in algos}
         self.hashed = 0
 
-    def _fetch_ranges(self, indices: Sequence[int], done: set[int]) -> None:
+    def _land(
+        self,
+        index: int,
+        view: memoryview,
+        fetch: Callable[[int, memoryview, Callable[[int], None]], None],
+        *,
+        keep_on_failure: bool,
+    ) -> None:
+        """Fill ``view`` with part ``index`` and make the store hold exactly it.
+
+        Bytes the store kept of the part are read back, the rest fetched from the offset
+        where they end.  A part persisted by an earlier run is confirmed (the store holds
+        these bytes, or is given them again); any other is written.  When the fetch fails
+        or is stopped, the bytes that did arrive are kept for the next run.
+        """
+        upload = self.upload
+        assert upload is not None
+        have = self._kept.get(index, 0)
+        if have and not upload.read_part(index, view[:have]):
+            have = 0
+        filled = have
+        if have < view.nbytes:
+
+            def counted(n: int) -> None:
+                nonlocal filled
+                filled += n
+                self._on_bytes(n)
+
+            try:
+                fetch(index * self.part_size + have, view[have:], counted)
+            except XView2Error as exc:
+                if keep_on_failure and filled > have and not isinstance(exc, ContentError):
+                    self._keep(index, view[:filled])
+                raise
+        if index in self._done:
+            upload.confirm_part(index, view)
+        else:
+            upload.write_part(index, view)
+
+    def _keep(self, index: int, data: memoryview) -> None:
+        assert self.upload is not None
+        try:
+            self.upload.keep_partial(index, data)
+        except XView2Error as exc:
+            log.warning("%s: could not keep part %d: %s", self.name, index, exc)
+
+    def _keep_waiting_parts(self) -> None:
+        """Parts that landed but wait for an earlier one to be hashed: keep them."""
+        with self._lock:
+            waiting = sorted(self._ready.items())
+            self._ready.clear()
+        for index, (buf, view) in waiting:
+            if not isinstance(self._error, ContentError):
+                self._keep(index, view)
+            self._give(buf)
+
+    def _fetch_ranges(self, indices: Sequence[int]) -> None:
         engine = self.engine
         slots = threading.Semaphore(engine.options.connections)
         futures: list[Future[None]] = []
         for index in indices:
-            buf = engine.pool.acquire(self._part_len(index), self._cancelled)
+            buf = self._take(index)
             if buf is None:
                 break
             if not _acquire(slots, self._cancelled) or not _acquire(
                 engine.connections, self._cancelled
             ):
-                engine.pool.release(buf)
+                self._give(buf)
                 break
-            futures.append(engine.executor.submit(self._part, index, buf, index in done, slots))
+            futures.append(engine.executor.submit(self._part, index, buf, slots))
         for future in futures:
             future.result()
 
-    def _part(self, index: int, buf: Buffer, done: bool, slots: threading.Semaphore) -> None:
+    def _part(self, index: int, buf: Buffer, slots: threading.Semaphore) -> None:
         assert self.upload is not None and self.remote is not None
         view = memoryview(buf)[: self._part_len(index)]
         released = False
@@ -319,59 +437,65 @@ class FileTransfer:
                 self.engine.connections.release()
                 slots.release()
 
+        def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
+            assert self.remote is not None
+            try:
+                self.engine.http.fetch(
+                    self.link, self.remote, start, into, on_bytes, self._on_retry
+                )
+            finally:
+                release_connection()
+
         try:
             if self._cancelled():
                 raise _Skip
-            if not (done and self.upload.read_part(index, view)):
-                self.engine.http.fetch(
-                    self.link,
-                    self.remote,
-                    index * self.part_size,
-                    view,
-                    self._on_bytes,
-                    self._on_retry,
-                )
-                release_connection()
-                if not done:
-                    self.upload.write_part(index, view)
+            self._land(index, view, fetch, keep_on_failure=True)
             release_connection()
             self._complete(index, buf, view)
         except _Skip:
-            self.engine.pool.release(buf)
+            self._give(buf)
         except XView2Error as exc:
             self._fail(exc)
-            self.engine.pool.release(buf)
+            self._give(buf)
         except Exception as exc:
             log.exception("part %d of %s", index, self.name)
             self._fail(XView2Error(f"unexpected error in part {index}: {exc!r}", file=self.name))
-            self.engine.pool.release(buf)
+            self._give(buf)
         finally:
             release_connection()
 
-    def _fetch_stream(self, indices: Sequence[int], done: set[int]) -> None:
+    def _fetch_stream(self, indices: Sequence[int]) -> None:
         assert self.upload is not None
         stream = SequentialStream(self.engine.http, self.link)
+
+        def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
+            stream.fill(start, into, on_bytes, self._on_retry)
+
         try:
             for index in indices:
-                buf = self.engine.pool.acquire(self._part_len(index), self._cancelled)
+                buf = self._take(index)
                 if buf is None:
                     return
                 view = memoryview(buf)[: self._part_len(index)]
                 try:
-                    if not (index in done and self.upload.read_part(index, view)):
-                        stream.fill(index * self.part_size, view, self._on_bytes, self._on_retry)
-                        if index not in done:
-                            self.upload.write_part(index, view)
+                    # the stream's on_bytes also counts bytes skipped to reach an offset,
+                    # so what landed in the part is not known: keep only whole parts
+                    self._land(index, view, fetch, keep_on_failure=False)
                 except XView2Error as exc:
                     self._fail(exc)
-                    self.engine.pool.release(buf)
+                    self._give(buf)
                     return
                 self._complete(index, buf, view)
         finally:
             stream.close()
 
     def _complete(self, index: int, buf: Buffer, view: memoryview) -> None:
-        """Hand a landed part to the in-order digest; whoever holds the frontier drains."""
+        """Hand a landed part to the in-order digest; whoever holds the frontier drains.
+
+        Draining goes on after a failure or a stop: every part hashed is a part the next
+        run need not fetch.  Parts still waiting when the run ends are kept by
+        :meth:`_keep_waiting_parts`.
+        """
         with self._lock:
             self._ready[index] = (buf, view)
             if self._draining:
@@ -380,23 +504,16 @@ class FileTransfer:
         while True:
             with self._lock:
                 item = self._ready.pop(self.hashed, None)
-                if item is None or self._error is not None:
+                if item is None:
                     self._draining = False
-                    leftovers = list(self._ready.values()) if self._error is not None else []
-                    if item is not None:
-                        leftovers.append(item)
-                    if self._error is not None:
-                        self._ready.clear()
-                    break
+                    return
             part_buf, part_view = item
             for digest in self.digests.values():
                 digest.update(part_view)
             with self._lock:
                 self.hashed += 1
-            self.engine.pool.release(part_buf)
+            self._give(part_buf)
             self._checkpoint()
-        for part_buf, _ in leftovers:
-            self.engine.pool.release(part_buf)
 
     def _checkpoint(self, force: bool = False) -> None:
         """Save {digest state, parts hashed} for a later run to resume from.
@@ -492,9 +609,11 @@ class TransferEngine:
         self.options = options or TransferOptions()
         self.progress = progress or no_progress
         self.stopping = threading.Event()
+        self.stop_code: ExitCode = ExitCode.INTERRUPTED
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
         self.http = HttpClient(self.options.max_connections, self.options.retry, self.progress)
+        self.http.limiter = limiter_for(self.options.limit_rate)
         self.connections = threading.Semaphore(self.options.max_connections)
         self.executor = ThreadPoolExecutor(
             max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
@@ -504,8 +623,11 @@ class TransferEngine:
         interval = self.options.checkpoint_interval
         self.checkpoint_interval = store.checkpoint_interval if interval is None else interval
 
-    def stop(self) -> None:
-        """Ask every transfer to stop soon, keeping its finished parts."""
+    def stop(self, code: ExitCode = ExitCode.INTERRUPTED) -> None:
+        """Ask every transfer to stop soon, keeping what it fetched; the files' errors
+        carry ``code`` (130 for Ctrl-C, 143 for SIGTERM)."""
+        if not self.stopping.is_set():
+            self.stop_code = code
         self.stopping.set()
         self.http.stop.set()
 
@@ -529,6 +651,16 @@ class TransferEngine:
         return FileResult(link.name, "skipped", size=recorded.get("size"), digests=digests)
 
     def run(self, links: Sequence[Link]) -> DownloadReport:
+        """Transfer every link, holding the destination for the run (one writer at a
+        time), and stopping cleanly when :data:`.stopping.STOP` is requested."""
+        store = self.store
+        with STOP.watching():
+            if isinstance(store, Exclusive):
+                with store.exclusive():
+                    return self._run(links)
+            return self._run(links)
+
+    def _run(self, links: Sequence[Link]) -> DownloadReport:
         results: dict[str, FileResult] = {}
         todo: list[FileTransfer] = []
         for link in links:
@@ -545,20 +677,21 @@ class TransferEngine:
                 futures = {t.name: files.submit(t.run) for t in todo}
                 try:
                     for name, future in futures.items():
-                        results[name] = _wait(future)
+                        results[name] = self._wait(future)
                 except KeyboardInterrupt:
-                    self.stop()  # each transfer checkpoints and reports "interrupted"
+                    self.stop()  # each transfer checkpoints and reports "stopped"
                     for name, future in futures.items():
                         results[name] = future.result()
         report = DownloadReport([results[link.name] for link in links], self.store.url)
         report.peak_buffer_bytes = self.pool.peak
         return report
 
-
-def _wait(future: Future[FileResult]) -> FileResult:
-    # A timeout keeps the main thread responsive to Ctrl-C.
-    while True:
-        try:
-            return future.result(timeout=0.5)
-        except TimeoutError:
-            continue
+    def _wait(self, future: Future[FileResult]) -> FileResult:
+        # A timeout keeps the main thread responsive to Ctrl-C and to a stop request.
+        while True:
+            if STOP.is_set() and not self.stopping.is_set():
+                self.stop(STOP.exit_code)
+            try:
+                return future.result(timeout=0.2)
+            except TimeoutError:
+                continue

@@ -54,6 +54,7 @@ from ..errors import ContentError, LinkError, LinkExpiredError, ServerError
 from ..events import Event, ProgressCallback, no_progress
 from ..links import Link, redact, server_clocks
 from .proxies import Proxy, ProxySettings
+from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,8 @@ class HttpClient:
             connect=self.policy.connect_timeout, read=self.policy.stall_timeout
         )
         self.stop = threading.Event()
+        self.limiter: RateLimiter | None = None
+        """The run's speed cap (``--limit-rate``), shared by every read; None: no cap."""
 
     def _manager(self, url: str) -> tuple[urllib3.PoolManager, Proxy | None]:
         """The pool for ``url``: direct, or through the proxy the environment names."""
@@ -530,10 +533,17 @@ class HttpClient:
         while filled < total:
             if self.stop.is_set():
                 raise ServerError("interrupted", file=link.name)
+            want = min(CHUNK, total - filled)
+            if self.limiter is not None:  # the speed cap: tokens first, the rest back after
+                want = self.limiter.acquire(want, self.stop)
+            n = 0
             try:
-                n = resp.readinto(into[filled : filled + min(CHUNK, total - filled)])
+                n = resp.readinto(into[filled : filled + want])
             except (Urllib3Error, OSError) as exc:
                 raise PartialRead(f"connection broke: {type(exc).__name__}", filled) from None
+            finally:
+                if self.limiter is not None:
+                    self.limiter.refund(want - n)
             if n == 0:
                 raise PartialRead(f"body ended early at byte {offset + filled}", filled)
             filled += n
