@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from xview2_ingest import build_index, download, extract, ingest, status
+from xview2_ingest import build_index, download, extract, ingest, status, verify
 from xview2_ingest.demo.server import SignedLinkServer
 from xview2_ingest.demo.synth import ARCHIVE_NAMES, SynthStats
 from xview2_ingest.errors import ExitCode
@@ -296,6 +296,8 @@ def test_remove_archives_rerun_of_ingest_downloads_nothing(
     assert manifest.is_removed(TRAIN) and manifest.is_removed(TEST)
     states = {f.name: f.state for f in status(where.dest, endpoint_url=where.endpoint).files}
     assert states[TRAIN] == states[TEST] == "extracted"
+    checked = verify(None, where.dest, endpoint_url=where.endpoint)  # nothing there to hash
+    assert checked.ok and TRAIN not in [r.name for r in checked.files]
     tree = where.tree()
 
     again = ingest([server.url_for(TRAIN), server.url_for(TEST)], where.dest, **kw)  # type: ignore[arg-type]
