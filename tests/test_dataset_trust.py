@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -45,18 +44,26 @@ def pax_bomb() -> bytes:
     )
 
 
+MEASURE = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "print(usage.ru_maxrss)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+"""Runs a command and prints its peak RSS (KiB).  The command is started from this small
+process, not from pytest's: a child's peak counts what it inherited at the fork."""
+
+
 def run_measured(args: list[str]) -> tuple[int, float, str]:
-    """``xview2 ARGS`` in its own process: exit code, its peak RSS in MB (``wait4``)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xview2_ingest.cli", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    """``xview2 ARGS`` in its own process: exit code, its peak RSS in MB, standard error."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, sys.executable, "-m", "xview2_ingest.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode(errors="replace")
-    _, status_, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status_)
-    return proc.returncode, usage.ru_maxrss / 1024, err
+    return done.returncode, int(done.stdout.split()[-1]) / 1024, done.stderr
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
