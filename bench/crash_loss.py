@@ -8,6 +8,11 @@ resumed with a fresh link, then a last run to the end; for a local folder and fo
 
     python bench/crash_loss.py                   # 1 GiB, 3 kills, 4 connections, 20 MB/s
     python bench/crash_loss.py --size-mib 256 --seed 7 --only s3
+    python bench/crash_loss.py --sigint-at 11    # one Ctrl-C at 11 s, default settings
+
+``--sigint-at T`` measures a graceful stop instead: the command runs with its default
+settings, gets SIGINT after T seconds, says what it kept, and a rerun fetches the rest;
+the figure is what the stop kept and what the rerun fetched again.
 """
 
 from __future__ import annotations
@@ -94,6 +99,46 @@ def scenario(store: str, args: argparse.Namespace, moto: Moto | None) -> float:
     return share
 
 
+def graceful(store: str, args: argparse.Namespace, moto: Moto | None) -> None:
+    """One SIGINT after ``args.sigint_at`` seconds with default settings, then a rerun."""
+    f = make_file(args.size_mib * MiB, f"crash-{args.size_mib}.bin")
+    catalog = WORK / "crash-catalog.json"
+    catalog.write_text(json.dumps({f.name: {"size": f.size, "sha1": f.sha1}}))
+    env = {"XVIEW2_STATE_DIR": str(fresh_dir(WORK / "crash-state"))}
+    if moto is not None:
+        import boto3
+
+        env |= {**S3_ENV, "AWS_ENDPOINT_URL": moto.endpoint}
+        bucket = f"stop-{int(time.time())}"
+        boto3.client("s3", endpoint_url=moto.endpoint, **_creds()).create_bucket(Bucket=bucket)
+        dest = f"s3://{bucket}/x"
+    else:
+        dest = str(fresh_dir(WORK / "crash-dest"))
+    rate = int(args.rate_mb * 1_000_000)
+    with SignedLinkServer(f.path.parent, faults=Faults(rate=rate)) as srv:
+        argv = [
+            sys.executable, "-m", "xview2_ingest.cli", "download", srv.url_for(f.name),
+            "--dest", dest, "--catalog", str(catalog), "--no-prompt",
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        time.sleep(args.sigint_at)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        before = srv.bytes_served - PROBE_BYTES
+        said = [line for line in err.decode().splitlines() if "kept" in line]
+        run_once(argv, env, None)
+        again = srv.bytes_served - f.size - 2 * PROBE_BYTES
+    print(
+        f"{store}: SIGINT at {args.sigint_at:g}s: exit {proc.returncode}; fetched "
+        f"{before / MiB:,.1f} MiB before the stop; the rerun fetched {again / MiB:,.1f} MiB "
+        f"of that again (kept {(before - again) / MiB:,.1f} MiB)"
+    )
+    for line in said:
+        print(f"  the command said: {line.strip()}")
+
+
 def _creds() -> dict[str, str]:
     return {
         "aws_access_key_id": S3_ENV["AWS_ACCESS_KEY_ID"],
@@ -113,12 +158,16 @@ def main() -> None:
     parser.add_argument(
         "--python-path", help="import xview2_ingest from this folder (another checkout's src)"
     )
+    parser.add_argument(
+        "--sigint-at", type=float, help="measure one graceful stop after this many seconds"
+    )
     args = parser.parse_args()
+    run = scenario if args.sigint_at is None else graceful
     if "local" in args.only:
-        scenario("local", args, None)
+        run("local", args, None)
     if "s3" in args.only:
         with Moto() as moto:
-            scenario("s3", args, moto)
+            run("s3", args, moto)
 
 
 if __name__ == "__main__":

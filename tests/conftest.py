@@ -96,3 +96,32 @@ def catalog_for() -> Callable[[Path], Catalog]:
 def server(dataset: tuple[Path, SynthStats]) -> Iterator[SignedLinkServer]:
     with SignedLinkServer(dataset[0], faults=Faults()) as srv:
         yield srv
+
+
+def torchgeo_files(root: Path, split: str) -> list[dict[str, str]]:
+    """What torchgeo's XView2 reads (datasets/xview.py: _verify, _load_files), checked
+    without torchgeo: both split folders must hold images/ and targets/; pairs come from
+    the image names; every pair needs two images and two targets."""
+    for directory in ("train", "test"):
+        for sub in ("images", "targets"):
+            assert (root / directory / sub).is_dir(), (directory, sub)
+    image_root, mask_root = root / split / "images", root / split / "targets"
+    names = {"_".join(p.name.split("_")[:-2]) for p in image_root.glob("*.png")}
+    files = []
+    for name in sorted(names):
+        pair = {
+            "image1": str(image_root / f"{name}_pre_disaster.png"),
+            "image2": str(image_root / f"{name}_post_disaster.png"),
+            "mask1": str(mask_root / f"{name}_pre_disaster_target.png"),
+            "mask2": str(mask_root / f"{name}_post_disaster_target.png"),
+        }
+        assert all(os.path.isfile(p) for p in pair.values()), pair
+        files.append(pair)
+    return files
+
+
+@pytest.fixture()
+def torchgeo_contract() -> Callable[[Path, str], list[dict[str, str]]]:
+    """torchgeo's XView2 file contract: ``check(layout_root, split)`` asserts it and
+    returns the pairs XView2 would load from that split."""
+    return torchgeo_files

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from xview2_ingest import api
 from xview2_ingest.stores import LocalStore
 from xview2_ingest.stores.s3 import S3Store
@@ -105,11 +103,6 @@ def test_local_clean_names_partial_files_and_leaves_other_files(tmp_path: Path) 
     assert list((dest / ".xview2" / "partial").iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="starting an upload aborts any other upload of the same key (S3Upload._abort_strays),"
-    " another tool's included",
-)
 def test_starting_an_upload_leaves_another_tools_upload_of_that_key(  # type: ignore[no-untyped-def]
     s3, bucket: str, moto_endpoint: str
 ) -> None:

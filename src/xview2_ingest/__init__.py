@@ -8,6 +8,9 @@ The public API mirrors the ``xview2`` command, one function per command::
                     "s3://bucket/xview2")
     assert report.ok, report.summary()
 
+and makes it ready to train on (``make_targets``, ``count_pixels``, ``make_splits``,
+``make_layout``, ``dataset_stats(bands=True)``, or all at once through ``ingest``).
+
 Every function returns a report satisfying :class:`Report` (``ok``, ``exit_code``,
 ``summary()``, ``to_dict()``) and reports progress through an optional callback.
 """
@@ -19,15 +22,25 @@ import logging
 __version__ = "0.1.0"
 
 from .api import (
+    INCLUDE_CHOICES,
+    LAYOUT_KINDS,
     FreshLinks,
+    LayoutReport,
+    PixelsReport,
+    SplitsReport,
+    TargetsReport,
     build_index,
     clean,
+    count_pixels,
     dataset_stats,
     demo,
     download,
     extract,
     import_archives,
     ingest,
+    make_layout,
+    make_splits,
+    make_targets,
     open_destination,
     plan_download,
     status,
@@ -60,6 +73,8 @@ from .transfer.stopping import graceful_signals
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "INCLUDE_CHOICES",
+    "LAYOUT_KINDS",
     "ArchiveResult",
     "Catalog",
     "CatalogEntry",
@@ -77,17 +92,22 @@ __all__ = [
     "ImportResult",
     "IndexReport",
     "IngestReport",
+    "LayoutReport",
     "Link",
+    "PixelsReport",
     "PlannedFile",
     "ProgressCallback",
     "Report",
+    "SplitsReport",
     "StatusReport",
+    "TargetsReport",
     "VerifyReport",
     "VerifyResult",
     "XView2Error",
     "__version__",
     "build_index",
     "clean",
+    "count_pixels",
     "dataset_stats",
     "demo",
     "download",
@@ -96,6 +116,9 @@ __all__ = [
     "import_archives",
     "ingest",
     "load_catalog",
+    "make_layout",
+    "make_splits",
+    "make_targets",
     "open_destination",
     "parse_links_text",
     "plan_download",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 from .catalog import Catalog
 from .demo.run import DEMO_DEST, refuse_real_data, served_demo
@@ -24,6 +26,18 @@ from .index.build import build_index
 from .index.stats import DatasetStats, compute_stats
 from .links import Link, check_distinct, read_links
 from .manifest import Manifest
+from .prepare import KINDS as LAYOUT_KINDS
+from .prepare import (
+    LayoutReport,
+    PixelsReport,
+    SplitsReport,
+    TargetsReport,
+    count_pixels,
+    make_layout,
+    make_splits,
+    make_targets,
+)
+from .prepare.layout import LayoutKind
 from .reports import (
     CleanReport,
     DownloadPlan,
@@ -32,6 +46,7 @@ from .reports import (
     FileStatus,
     ImportReport,
     IngestReport,
+    Report,
     StatusReport,
     VerifyReport,
 )
@@ -50,14 +65,24 @@ from .transfer.plan import plan_download as _plan_download
 from .verification import Verifier
 
 __all__ = [
+    "INCLUDE_CHOICES",
+    "LAYOUT_KINDS",
     "FreshLinks",
+    "LayoutReport",
+    "PixelsReport",
+    "SplitsReport",
+    "TargetsReport",
     "build_index",
     "clean",
+    "count_pixels",
     "dataset_stats",
     "demo",
     "download",
     "extract",
     "ingest",
+    "make_layout",
+    "make_splits",
+    "make_targets",
     "open_destination",
     "status",
 ]
@@ -69,6 +94,10 @@ FreshLinks = Callable[[list[str]], Sequence[Link | str]]
 (none to stop).  The command line asks the user at a prompt."""
 
 PathLike = str | os.PathLike[str]
+
+INCLUDE_CHOICES = ("tier3", "test")
+"""What ``ingest(include=...)`` may add: ``tier3`` joins train (in the splits and the
+layouts), ``test`` lists the test and hold pairs in the splits too."""
 
 
 def open_destination(
@@ -297,13 +326,17 @@ def dataset_stats(
     endpoint_url: str | None = None,
     build_if_missing: bool = False,
     progress: ProgressCallback | None = None,
+    bands: bool = False,
 ) -> DatasetStats:
-    """Pairs and buildings per split, disaster and damage class, from the index."""
+    """Pairs and buildings per split, disaster and damage class, from the index;
+    ``bands`` adds the per-split, per-band mean and standard deviation of the images
+    (reused from ``index/bands.json`` while the images are unchanged)."""
     return compute_stats(
         dest_setting(dest),
         endpoint_url=endpoint_url,
         build_if_missing=build_if_missing,
         progress=progress,
+        bands=bands,
     )
 
 
@@ -328,15 +361,56 @@ def ingest(
     assemble_geotiff: bool = False,
     workers: int = 8,
     limit_rate: int | str | None = None,
+    targets: bool = False,
+    layout: LayoutKind | None = None,
+    include: Sequence[str] = (),
+    val_fraction: float | None = None,
+    folds: int | None = None,
+    val_fold: int = 0,
+    seed: int = 0,
 ) -> IngestReport:
-    """Download, then extract and index what was verified: links to an indexed dataset.
+    """Download, then extract and index what was verified: links to an indexed dataset,
+    and on request one ready to train on.
 
-    Stops after the first stage that fails.  ``extract_archives=False`` stops after the
+    Stages, in order: ``download``, ``extract``, ``targets`` (with ``targets``:
+    :func:`make_targets` for every split that lacks them, i.e. tier3), ``index``,
+    ``pixels`` (with ``targets``: :func:`count_pixels` fills the ``px_*`` columns),
+    ``splits`` (with ``val_fraction`` or ``folds``: :func:`make_splits`), ``layout``
+    (``"torchgeo"`` or ``"images-masks"``: :func:`make_layout`, with the val pairs in
+    ``val/`` when splits were made).  ``include``: ``"tier3"`` merges tier3 into train
+    (splits and layout), ``"test"`` lists test and hold pairs in the splits.  A stage
+    after one that failed does not run.  ``extract_archives=False`` stops after the
     download; ``from_archives`` indexes the labels straight from the archives instead of
-    extracting them.
+    extracting them (and so cannot make targets or a layout).
     """
+    wanted = _check_ingest_request(
+        extract_archives, from_archives, targets, layout, include, val_fraction, folds, val_fold
+    )
     emit = progress or no_progress
     report = IngestReport(dest_setting(dest))
+    at: dict[str, Any] = {"endpoint_url": endpoint_url, "progress": progress}
+    verified: list[str] = []  # the archives to extract, known once downloaded
+    stages: list[tuple[str, Callable[[], Report]]] = []
+    if extract_archives and not from_archives:
+        unpack = partial(
+            extract,
+            verified,
+            dest,
+            catalog=catalog,
+            catalog_files=catalog_files,
+            remove_archives=remove_archives,
+            assemble_geotiff=assemble_geotiff,
+            workers=workers,
+            **at,
+        )
+        stages.append(("extract", unpack))
+    if extract_archives:
+        if targets:
+            stages.append(("targets", partial(make_targets, dest, **at)))
+        stages.append(("index", partial(build_index, dest, from_archives=from_archives, **at)))
+        if targets:
+            stages.append(("pixels", partial(count_pixels, dest, **at)))
+        stages += _ready_stages(dest, at, layout, wanted, val_fraction, folds, val_fold, seed)
     emit(Event("stage", "download"))
     fetched = download(
         links,
@@ -356,29 +430,94 @@ def ingest(
     )
     report.stages["download"] = fetched
     report.dest = fetched.dest
-    if not fetched.ok or not extract_archives:
-        return report
-    if not from_archives:
-        emit(Event("stage", "extract"))
-        unpacked = extract(
-            [f.name for f in fetched.files],
-            dest,
-            progress=progress,
-            remove_archives=remove_archives,
-            assemble_geotiff=assemble_geotiff,
-            workers=workers,
-            catalog=catalog,
-            catalog_files=catalog_files,
-            endpoint_url=endpoint_url,
-        )
-        report.stages["extract"] = unpacked
-        if not unpacked.ok:
-            return report
-    emit(Event("stage", "index"))
-    report.stages["index"] = build_index(
-        dest, from_archives=from_archives, endpoint_url=endpoint_url, progress=progress
-    )
+    verified.extend(f.name for f in fetched.files)
+    failed = not fetched.ok
+    for name, run in stages:
+        if failed:
+            report.stages[name] = None  # asked for, not run: an earlier stage failed
+            continue
+        emit(Event("stage", name))
+        stage = report.stages[name] = run()
+        failed = not stage.ok
     return report
+
+
+def _ready_stages(
+    dest: PathLike | None,
+    at: dict[str, Any],
+    layout: LayoutKind | None,
+    wanted: set[str],
+    val_fraction: float | None,
+    folds: int | None,
+    val_fold: int,
+    seed: int,
+) -> list[tuple[str, Callable[[], Report]]]:
+    """The ``splits`` and ``layout`` stages of :func:`ingest`, as asked for."""
+    stages: list[tuple[str, Callable[[], Report]]] = []
+    split = val_fraction is not None or folds is not None
+    tier3 = "tier3" in wanted
+    if split:
+        fraction = 0.1 if val_fraction is None else val_fraction
+        stages.append(
+            (
+                "splits",
+                partial(
+                    make_splits,
+                    dest,
+                    val_fraction=fraction,
+                    folds=folds,
+                    val_fold=val_fold,
+                    seed=seed,
+                    include_tier3=tier3,
+                    include_test="test" in wanted,
+                    **at,
+                ),
+            )
+        )
+    if layout is not None:
+        layer = partial(make_layout, dest, layout, val=split, include_tier3=tier3, **at)
+        stages.append(("layout", layer))
+    return stages
+
+
+def _check_ingest_request(
+    extract_archives: bool,
+    from_archives: bool,
+    targets: bool,
+    layout: str | None,
+    include: Sequence[str],
+    val_fraction: float | None,
+    folds: int | None,
+    val_fold: int,
+) -> set[str]:
+    """Refuse, before any byte is fetched, a combination of ingest options that cannot
+    work; return the ``include`` values as a set."""
+    unknown = [x for x in include if x not in INCLUDE_CHOICES]
+    if unknown:
+        raise UsageError(
+            f"unknown include {unknown[0]!r}", hint=f"choose from {', '.join(INCLUDE_CHOICES)}"
+        )
+    if layout is not None and layout not in LAYOUT_KINDS:
+        raise UsageError(
+            f"unknown layout {layout!r}", hint=f"choose from {', '.join(LAYOUT_KINDS)}"
+        )
+    if val_fraction is not None and folds is not None:
+        raise UsageError("val_fraction and folds both given", hint="choose one")
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        raise UsageError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if folds is not None and (folds < 2 or not 0 <= val_fold < folds):
+        raise UsageError(
+            f"folds must be 2 or more and val_fold one of 0..folds-1 (got folds {folds}, "
+            f"val_fold {val_fold})"
+        )
+    needs_tree = [n for n, on in (("targets", targets), ("a layout", layout is not None)) if on]
+    if needs_tree and (from_archives or not extract_archives):
+        why = "indexing from the archives" if from_archives else "not extracting"
+        raise UsageError(
+            f"{' and '.join(needs_tree)} need the extracted files, which {why} leaves out",
+            hint="drop --from-archives / --no-extract to extract the archives",
+        )
+    return set(include)
 
 
 def verify(

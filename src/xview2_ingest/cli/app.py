@@ -18,7 +18,7 @@ from typing import NoReturn
 from xview2_ingest import __version__, graceful_signals
 from xview2_ingest.errors import EXIT_CODES_HELP, ExitCode, UsageError, XView2Error
 
-from . import completion, dataset, transfer, verify
+from . import completion, dataset, prepare, transfer, verify
 from .jsonlines import JsonLines
 from .options import HelpFormatter
 from .ui import err
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     transfer.register(sub)
     dataset.register(sub)
+    prepare.register(sub)
     verify.register(sub)
     completion.register(sub, build_parser)
     return parser

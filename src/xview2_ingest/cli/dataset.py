@@ -17,18 +17,23 @@ from .options import (
     add_common,
     add_download_options,
     add_extract_options,
+    add_include,
+    add_split_options,
     capped_notes,
     check_destination,
     download_settings,
     links_of,
     prompts,
+    split_settings,
     whole_number,
 )
+from .prepare import show_problems
 from .session import Session
-from .tables import stats_tables
+from .tables import Column, render, stats_tables
 from .ui import ask_fresh_links, err, show_expired, show_failures, show_unverified
 
 MAX_SKIPPED_SHOWN = 20
+READY_STAGES = ("targets", "pixels", "layout")
 
 
 def register(sub: Any) -> None:
@@ -83,6 +88,12 @@ def register(sub: Any) -> None:
         help="a table for the terminal (default) or CSV on stdout; --json for JSON",
     )
     p.add_argument("--png", metavar="FILE", help="also write a bar chart as PNG").complete = FILE  # type: ignore[attr-defined]
+    p.add_argument(
+        "--bands",
+        action="store_true",
+        help="also the mean and standard deviation of each image band per split (one "
+        "pass over the images, kept in DEST/index/bands.json while they are unchanged)",
+    )
     add_common(p)
 
     p = add_command(
@@ -101,6 +112,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="index the labels from the archives instead of the extracted tree",
     )
+    add_ready_options(p)
     add_catalog(p)
     add_common(p)
 
@@ -128,6 +140,41 @@ def register(sub: Any) -> None:
         help="seconds the demo links live (default: 300)",
     )
     add_common(p)
+
+
+def add_ready_options(p: argparse.ArgumentParser) -> None:
+    """``ingest``'s flags that make the dataset ready to train on."""
+    p.add_argument(
+        "--targets",
+        action="store_true",
+        help="make the targets the archives lack (tier3; as `xview2 targets`) and fill the "
+        "index's pixel counts",
+    )
+    p.add_argument(
+        "--layout",
+        choices=api.LAYOUT_KINDS,
+        metavar="KIND",
+        help="then lay the dataset out for training: torchgeo or images-masks (as "
+        "`xview2 layout`; val/ too with --val-fraction or --folds)",
+    )
+    add_include(
+        p,
+        api.INCLUDE_CHOICES,
+        "tier3: merge tier3 into train (splits and layout); test: list test and hold "
+        "pairs in the splits (repeatable)",
+    )
+    add_split_options(p, "default: no val split")
+
+
+def ready_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ready-to-train flags as keyword arguments of ``ingest``."""
+    return {
+        "targets": args.targets,
+        "layout": args.layout,
+        "include": args.include,
+        "val_fraction": args.val_fraction,
+        **split_settings(args),
+    }
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -173,16 +220,40 @@ def _print_stats(stats: api.DatasetStats) -> None:
     console.print(stats_tables(stats, console.width))
 
 
+def _print_bands(stats: api.DatasetStats) -> None:
+    from rich.console import Console
+
+    bands = stats.bands or {}
+    names = list(dict.fromkeys(b["band"] for split in bands.values() for b in split))
+    columns = [Column("split", list(bands))]
+    for name in names:
+        cells = []
+        for split in bands.values():
+            found = next((b for b in split if b["band"] == name), None)
+            cells.append(f"{found['mean']:.2f} ± {found['std']:.2f}" if found else "")
+        columns.append(Column(name, cells, right=True))
+    console = Console()
+    console.print(render("image bands (mean ± std, 0-255)", columns, console.width))
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     if args.json and args.format == "csv":
         raise UsageError("--format csv and --json both write to stdout", hint="choose one")
+    if args.bands and args.format == "csv":
+        raise UsageError(
+            "the CSV has no band columns", hint="use --bands with the table or with --json"
+        )
     check_destination(args, creates=False)
-    with Session(args, view=False) as run:
-        stats = api.dataset_stats(args.dest, endpoint_url=args.endpoint_url)
+    with Session(args, view=args.bands) as run:
+        stats = api.dataset_stats(
+            args.dest, endpoint_url=args.endpoint_url, bands=args.bands, progress=run.progress
+        )
         if args.format == "csv":
             sys.stdout.write(stats.to_csv())
         elif not args.json:
             _print_stats(stats)
+            if stats.bands:
+                _print_bands(stats)
         if args.png:
             stats.write_png(args.png)
             if not args.quiet:
@@ -202,6 +273,10 @@ def _show_ingest(report: IngestReport) -> None:
     index = report.stages.get("index")
     if isinstance(index, api.IndexReport):
         _show_skipped(index.skipped)
+    for name in READY_STAGES:
+        stage = report.stages.get(name)
+        if stage is not None:
+            show_problems(stage)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -220,6 +295,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             remove_archives=args.remove_archives,
             assemble_geotiff=args.assemble_geotiff,
             workers=args.workers,
+            **ready_settings(args),
             **download_settings(args),
         )
         return run.finish(report, lambda: _show_ingest(report))

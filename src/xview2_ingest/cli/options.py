@@ -101,10 +101,14 @@ def add_dest(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dest",
         metavar="DEST",
-        help=f"local folder or s3://bucket/prefix (default: $XVIEW2_DEST or {DEFAULT_DEST})",
+        help="local folder, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix "
+        f"(default: $XVIEW2_DEST or {DEFAULT_DEST})",
     ).complete = DIRECTORY  # type: ignore[attr-defined]
     p.add_argument(
-        "--endpoint-url", metavar="URL", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)"
+        "--endpoint-url",
+        metavar="URL",
+        help="object store endpoint (default: $AWS_ENDPOINT_URL for S3, "
+        "$STORAGE_EMULATOR_HOST for GCS, the connection string's for Azure)",
     )
 
 
@@ -305,3 +309,53 @@ def wants_view(args: argparse.Namespace) -> bool:
 def prompts(args: argparse.Namespace) -> bool:
     """Whether fresh links may be asked for at the terminal."""
     return sys.stdin.isatty() and sys.stderr.isatty() and not args.no_prompt
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, e.g. 0.1 (got {text})")
+    return value
+
+
+def add_include(p: argparse.ArgumentParser, choices: tuple[str, ...], help_text: str) -> None:
+    p.add_argument(
+        "--include", action="append", default=[], choices=choices, metavar="SPLIT", help=help_text
+    )
+
+
+def add_split_options(p: argparse.ArgumentParser, default_fraction: str) -> None:
+    """``--val-fraction F | --folds K``, ``--val-fold k``, ``--seed N``."""
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--val-fraction",
+        type=fraction,
+        metavar="F",
+        help=f"share of each disaster's pairs held out for val ({default_fraction})",
+    )
+    how.add_argument(
+        "--folds", type=whole_number(2), metavar="K", help="K folds instead, one of them val"
+    )
+    p.add_argument(
+        "--val-fold", type=whole_number(0), metavar="k", help="the fold that is val (default 0)"
+    )
+    p.add_argument(
+        "--seed", type=whole_number(0), default=0, metavar="N", help="random seed (default 0)"
+    )
+
+
+def split_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The split flags as keyword arguments of ``make_splits`` and ``ingest``."""
+    if args.val_fold is not None and args.folds is None:
+        raise UsageError("--val-fold needs --folds", hint="add e.g. --folds 5")
+    if args.folds is not None and (args.val_fold or 0) >= args.folds:
+        raise UsageError(
+            f"--val-fold {args.val_fold} is not one of the {args.folds} folds (0 to "
+            f"{args.folds - 1})",
+            hint=f"pass --val-fold between 0 and {args.folds - 1}",
+        )
+    return {"folds": args.folds, "val_fold": args.val_fold or 0, "seed": args.seed}

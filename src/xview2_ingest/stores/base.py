@@ -106,7 +106,7 @@ class Upload(Protocol):
 @runtime_checkable
 class Store(Protocol):
     url: str
-    """Where the store writes, for display (``/data/xview2`` or ``s3://bucket/prefix``)."""
+    """Where the store writes, for display (``/data/xview2``, ``s3://bucket/prefix``, ...)."""
     min_part_size: int
     """Smallest part the store accepts (the last part of a file may be smaller)."""
     default_part_size: int

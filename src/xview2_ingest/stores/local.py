@@ -5,10 +5,10 @@ Publishing is ``fsync`` and then ``os.replace`` into the final name.
 
 Parts go to the disk with direct I/O (``O_DIRECT``) where the file system takes it.  An
 archive is written once and read once, so the page cache gains nothing from it, and
-copying it through the cache is the largest cost of a download on a small machine
-(measured for 2 GiB: 0.1 CPU-s direct against 3-5 CPU-s buffered, plus the writeback that
-a sync then waits for).  Anything direct I/O refuses (a file system without it, a buffer
-or length that is not aligned) is written through the page cache instead.
+copying it through the cache is the largest cost of a download on a small machine (the
+figures are in ``docs/benchmarks.md``, design notes).  Anything direct I/O refuses (a
+file system without it, a buffer or length that is not aligned) is written through the
+page cache instead.
 """
 
 from __future__ import annotations
@@ -341,7 +341,7 @@ class LocalStore:
     default_part_size = 4 * MiB
     max_parts = 1_000_000
     # Parts not yet journaled are re-fetched after a kill; 0.1 s of them is a small price
-    # next to what a journal write per part costs at disk speed (measured: ~25%).
+    # next to what a journal write per part costs at disk speed (docs/benchmarks.md).
     checkpoint_interval = 0.1
     page_aligned_buffers = True  # for O_DIRECT
 

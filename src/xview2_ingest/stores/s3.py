@@ -10,7 +10,7 @@ checkpoint goes to a local copy (:mod:`.statecopy`), so a part costs no extra re
 
 Every part carries its CRC32 (``x-amz-checksum-crc32``, in an upload created with
 ``ChecksumAlgorithm=CRC32``, as boto3's own transfers do), so the server checks each part
-as it arrives and the object keeps a composite checksum.  CRC32 costs 0.16 CPU-s per GiB.
+as it arrives and the object keeps a composite checksum (its cost: ``docs/benchmarks.md``).
 A part is sent from its buffer in one call, without a copy (:func:`_body`).
 
 Credentials come from the standard AWS chain; ``AWS_ENDPOINT_URL`` (or ``endpoint_url``)
@@ -88,7 +88,7 @@ def _body(data: memoryview) -> bytes | bytearray:
     """A part as a request body that goes out in one ``sendall``.
 
     botocore refuses a memoryview body, and a file-like one is sent 16 KiB per Python
-    loop, copied twice on the way (measured: 0.13 CPU-s per GiB more).  The engine's S3
+    loop, copied twice on the way (see ``docs/benchmarks.md``).  The engine's S3
     buffers are bytearrays the exact size of their part, which botocore accepts and
     urllib3 sends whole; any other view is copied once.
     """
@@ -219,10 +219,12 @@ class S3Upload:
         return part_count(self.size, self.part_size)
 
     def _abort_strays(self) -> None:
+        """Abort earlier uploads of this key that this tool's own resume state names (one
+        whose resume was refused); another tool's uploads of the same key are left alone."""
         listing = self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=self._key)
         for upload in listing.get("Uploads", []):
-            if upload["Key"] == self._key:
-                log.info("aborting an untracked upload of %s", self.name)
+            if upload["Key"] == self._key and self._store._state_names(self.name, upload):
+                log.info("aborting an earlier upload of %s that cannot resume", self.name)
                 self._s3.abort_multipart_upload(
                     Bucket=self._bucket, Key=self._key, UploadId=upload["UploadId"]
                 )
@@ -399,8 +401,8 @@ class S3Store:
             response_checksum_validation="when_required",
             # Parts are sent as UNSIGNED-PAYLOAD: the buffer sent is the buffer checked
             # against the catalog's SHA-1, and TLS guards it on the way to S3, while
-            # signing would SHA-256 every byte once more, in Python's read loop (measured:
-            # 0.7 CPU-s per GiB, a third of the whole transfer's CPU).
+            # signing would SHA-256 every byte once more, in Python's read loop (a third of
+            # the transfer's CPU: docs/benchmarks.md).
             s3={"payload_signing_enabled": False},
         )
         self.client = client or boto3.session.Session().client(
@@ -552,6 +554,8 @@ class S3Store:
         upload_id, key = upload["UploadId"], upload["Key"]
         try:
             state = self._read_json(self.state_key(name))
+        except InvalidState:
+            state = None  # a record that cannot be trusted proves nothing
         except (ClientError, BotoCoreError) as exc:
             raise _error(exc, name, "read resume state in", self.url) from None
         if state and state.get("upload_id") == upload_id and state.get("key") == key:

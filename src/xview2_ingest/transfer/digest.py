@@ -5,10 +5,9 @@ are in an unfinished multipart upload and cannot be read back at all), so the di
 running state is checkpointed with the transfer.  :mod:`hashlib` objects cannot be
 serialised; OpenSSL's ``SHA1_*``/``MD5_*`` functions keep their whole state in a small
 plain struct that can.  We call them through :mod:`ctypes` on the very libcrypto that
-:mod:`hashlib` itself is linked against, so the speed is hashlib's (~2 GB/s SHA-1 on this
-class of machine, GIL released during each call) and no extra native dependency is
-needed.  (Measured alternatives: ``rehash`` refuses OpenSSL 3; ``cykooz.rehash`` is
-resumable but hashes at half the speed.)
+:mod:`hashlib` itself is linked against, so the speed is hashlib's (the GIL is released
+during each call) and no extra native dependency is needed.  The alternatives that were
+measured, and why they lost, are in ``docs/benchmarks.md`` (design notes).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Client choice (measured with ``bench/http_clients.py``, see ``docs/benchmarks.md``):
 urllib3.  It is already installed with boto3 (no new dependency), thread-safe connection
 pools, honours proxies, and reads large blocks into caller buffers with no per-byte Python
-work; one connection on loopback runs at well over 1 GB/s, above SHA-1 speed.  Worker
+work; one connection is faster than SHA-1 (figures in ``docs/benchmarks.md``).  Worker
 threads release the GIL while they wait on sockets and while OpenSSL hashes, so threads
 beat an event loop here: the hot path is C (recv, memcpy, SHA-1, pwrite).
 
