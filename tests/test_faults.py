@@ -224,7 +224,10 @@ def test_file_changed_on_server_between_runs_restarts_cleanly(tmp_path: Path) ->
     old = b"\x1f\x8b" + os.urandom(6 * MiB)
     (root / NAME).write_bytes(old)
     dest = tmp_path / "d"
-    with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
+    # Halfway, the server stalls past the link's expiry: the retry finds it expired,
+    # however many parts each request asked for.
+    faults = Faults(rate=2 * MiB, stall_seconds=3.0, stall_at=3 * MiB + 1000)
+    with SignedLinkServer(root, faults=faults) as srv:
         first = download(
             [srv.url_for(NAME, ttl=1.2)],
             dest,

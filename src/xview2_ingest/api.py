@@ -54,6 +54,7 @@ from .settings import (
     CONNECTIONS,
     MAX_CONNECTIONS,
     MEMORY_MB,
+    ca_bundle_setting,
     dest_setting,
     limit_rate_setting,
     resolve_catalog,
@@ -124,9 +125,10 @@ def _transfer_options(
     force: bool,
     retry: RetryPolicy | None,
     limit_rate: int | str | None,
+    ca_bundle: PathLike | None,
 ) -> TransferOptions:
     return TransferOptions(
-        connections=CONNECTIONS.resolve(connections),
+        connections=CONNECTIONS.resolve_optional(connections),
         max_connections=MAX_CONNECTIONS.resolve(max_connections),
         memory_budget=MEMORY_MB.resolve(memory_mb) * MiB,
         part_size=part_size,
@@ -134,6 +136,7 @@ def _transfer_options(
         force=force,
         retry=retry or RetryPolicy(),
         limit_rate=limit_rate_setting(limit_rate),
+        ca_bundle=ca_bundle_setting(ca_bundle),
     )
 
 
@@ -154,6 +157,7 @@ def download(
     retry: RetryPolicy | None = None,
     fresh_links: FreshLinks | None = None,
     limit_rate: int | str | None = None,
+    ca_bundle: PathLike | None = None,
 ) -> DownloadReport:
     """Download every link into ``dest``, verified, resuming any unfinished transfer.
 
@@ -161,11 +165,21 @@ def download(
     expire and ``fresh_links`` is given, it is asked for new ones and the same run goes
     on with them.  ``limit_rate`` caps the speed of the whole run in bytes per second
     (``"10M"``, ``"500K"`` or a number; default ``XVIEW2_LIMIT_RATE``, else no cap).
-    Never raises for a per-file failure: each file's outcome is in the report
-    (``report.exit_code`` maps it).
+    ``connections`` None tunes each file's count while it runs; ``ca_bundle`` is a PEM
+    file of CA certificates for HTTPS links (see
+    :func:`~xview2_ingest.settings.ca_bundle_setting`).  Never raises for a per-file
+    failure: each file's outcome is in the report (``report.exit_code`` maps it).
     """
     options = _transfer_options(
-        connections, max_connections, memory_mb, part_size, all_digests, force, retry, limit_rate
+        connections,
+        max_connections,
+        memory_mb,
+        part_size,
+        all_digests,
+        force,
+        retry,
+        limit_rate,
+        ca_bundle,
     )
     cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(
@@ -361,6 +375,7 @@ def ingest(
     assemble_geotiff: bool = False,
     workers: int = 8,
     limit_rate: int | str | None = None,
+    ca_bundle: PathLike | None = None,
     targets: bool = False,
     layout: LayoutKind | None = None,
     include: Sequence[str] = (),
@@ -427,6 +442,7 @@ def ingest(
         catalog_files=catalog_files,
         endpoint_url=endpoint_url,
         limit_rate=limit_rate,
+        ca_bundle=ca_bundle,
     )
     report.stages["download"] = fetched
     report.dest = fetched.dest
@@ -596,12 +612,21 @@ def plan_download(
     all_digests: bool = False,
     retry: RetryPolicy | None = None,
     limit_rate: int | str | None = None,
+    ca_bundle: PathLike | None = None,
 ) -> DownloadPlan:
     """``download --dry-run``: probe every link (2 bytes each) and report what a run
     would skip, resume or fetch, and the space it needs; no body is fetched and nothing
     is written.  The plan's ``exit_code`` is the run's for expired or refused links."""
     options = _transfer_options(
-        connections, max_connections, memory_mb, part_size, all_digests, force, retry, limit_rate
+        connections,
+        max_connections,
+        memory_mb,
+        part_size,
+        all_digests,
+        force,
+        retry,
+        limit_rate,
+        ca_bundle,
     )
     cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(dest, endpoint_url=endpoint_url)

@@ -4,12 +4,13 @@ environment variables, then defaults.
 | setting             | flag                  | environment              | default          |
 |---------------------|-----------------------|--------------------------|------------------|
 | destination         | ``--dest``            | ``XVIEW2_DEST``          | ./data/xview2    |
-| connections/file    | ``--connections``     | ``XVIEW2_CONNECTIONS``   | 8                |
+| connections/file    | ``--connections``     | ``XVIEW2_CONNECTIONS``   | tuned per file   |
 | connections, all    | ``--max-connections`` | ``XVIEW2_MAX_CONNECTIONS``| 32              |
 | memory budget (MB)  | ``--memory-mb``       | ``XVIEW2_MEMORY_MB``     | 160              |
 | catalog files       | ``--catalog``         | ``XVIEW2_CATALOG`` (: )  | built-in only    |
 | speed cap (bytes/s) | ``--limit-rate``      | ``XVIEW2_LIMIT_RATE``    | no cap           |
 | resume-state copies |                       | ``XVIEW2_STATE_DIR``     | see state_dir()  |
+| CA bundle (HTTPS)   | ``--ca-bundle``       | ``XVIEW2_CA_BUNDLE``     | see ca_bundle_setting() |
 
 Each service's own conventions are left to its library: the AWS credential chain and
 ``AWS_ENDPOINT_URL`` (boto3), and so on.  Errors name the setting as the user gave it
@@ -28,7 +29,8 @@ from .catalog import Catalog
 from .errors import UsageError
 
 DEFAULT_DEST = "./data/xview2"
-DEFAULT_CONNECTIONS = 8
+DEFAULT_CONNECTIONS = None
+"""No fixed count: each file's connections are tuned while it runs."""
 DEFAULT_MAX_CONNECTIONS = 32
 DEFAULT_MEMORY_MB = 160
 """Room for 16 MiB parts on 8 connections plus the reorder window (10 buffers)."""
@@ -50,11 +52,16 @@ class IntSetting:
     """Why the maximum, said in the error (e.g. "this machine's memory")."""
 
     def resolve(self, value: int | None) -> int:
+        found = self.resolve_optional(value)
+        return self.default if found is None else found
+
+    def resolve_optional(self, value: int | None) -> int | None:
+        """Like :meth:`resolve`, but None when neither the flag nor the variable is set."""
         source = self.flag
         if value is None:
             raw = os.environ.get(self.env)
             if not raw:
-                return self.default
+                return None
             source = self.env
             try:
                 value = int(raw)
@@ -68,9 +75,8 @@ class IntSetting:
         return value
 
 
-CONNECTIONS = IntSetting(
-    "--connections", "XVIEW2_CONNECTIONS", DEFAULT_CONNECTIONS, maximum=MAX_CONNECTIONS_LIMIT
-)
+CONNECTIONS = IntSetting("--connections", "XVIEW2_CONNECTIONS", 0, maximum=MAX_CONNECTIONS_LIMIT)
+"""Use :meth:`IntSetting.resolve_optional`: unset means tuned per file."""
 MAX_CONNECTIONS = IntSetting(
     "--max-connections",
     "XVIEW2_MAX_CONNECTIONS",
@@ -205,3 +211,28 @@ def state_dir() -> Path:
         return Path(explicit).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or os.path.join("~", ".local", "state")
     return Path(base).expanduser() / "xview2-ingest"
+
+
+CA_BUNDLE_VARIABLES = ("XVIEW2_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def ca_bundle_setting(value: str | os.PathLike[str] | None = None) -> str | None:
+    """The CA certificates (PEM) that HTTPS links are verified against: ``value``
+    (``--ca-bundle``), else the first of ``XVIEW2_CA_BUNDLE``, ``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE`` that is set (as requests and curl users
+    expect), else None: the system's store (which OpenSSL also points ``SSL_CERT_DIR``
+    at).  A file that does not exist is a usage error naming where it came from."""
+    source, path = "--ca-bundle", os.fspath(value) if value is not None else ""
+    if not path:
+        for env in CA_BUNDLE_VARIABLES:
+            if os.environ.get(env):
+                source, path = env, os.environ[env]
+                break
+    if not path:
+        return None
+    if not Path(path).expanduser().is_file():
+        raise UsageError(
+            f"{source}={path}: no such file",
+            hint="point it at a PEM file of CA certificates, e.g. --ca-bundle ca.pem",
+        )
+    return str(Path(path).expanduser())

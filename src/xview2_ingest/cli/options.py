@@ -14,7 +14,6 @@ from xview2_ingest import Link, read_links
 from xview2_ingest.errors import EXIT_CODES_HELP, DestinationError, UsageError
 from xview2_ingest.settings import (
     CONNECTIONS,
-    DEFAULT_CONNECTIONS,
     DEFAULT_DEST,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MEMORY_MB,
@@ -152,7 +151,8 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         "--connections",
         type=whole_number(),
         metavar="N",
-        help=f"ranged connections per file (default: $XVIEW2_CONNECTIONS or {DEFAULT_CONNECTIONS})",
+        help="ranged connections per file (default: $XVIEW2_CONNECTIONS, else tuned per file: "
+        "more while the rate keeps rising, within --max-connections and the memory budget)",
     )
     p.add_argument(
         "--max-connections",
@@ -174,6 +174,12 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         help="size of each ranged request and upload part, in MiB (default: 4 local, up to "
         "16 S3, smaller when the memory budget must hold a part for every connection; grown "
         "to fit the store's part limit; a resumed upload keeps its own)",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of CA certificates for HTTPS links (default: $XVIEW2_CA_BUNDLE, "
+        "$REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE, $SSL_CERT_FILE, else the system's)",
     )
     p.add_argument("--force", action="store_true", help="download even if already verified")
     p.add_argument(
@@ -237,10 +243,10 @@ def part_size_of(args: argparse.Namespace) -> int | None:
 
 def capped_notes(args: argparse.Namespace) -> list[str]:
     """What the flags ask for that the run will not do as asked, said up front."""
-    per_file = CONNECTIONS.resolve(args.connections)
+    per_file = CONNECTIONS.resolve_optional(args.connections)
     in_all = MAX_CONNECTIONS.resolve(args.max_connections)
     notes = []
-    if per_file > in_all:
+    if per_file is not None and per_file > in_all:
         notes.append(
             f"note: {per_file} connections per file (--connections) is more than "
             f"{in_all} in all (--max-connections): at most {in_all} are used"
@@ -296,6 +302,7 @@ def download_settings(args: argparse.Namespace) -> dict[str, Any]:
         "memory_mb": args.memory_mb,
         "part_size": part_size_of(args),
         "endpoint_url": args.endpoint_url,
+        "ca_bundle": args.ca_bundle,
         "force": args.force,
         "all_digests": args.all_digests,
         "limit_rate": args.limit_rate,

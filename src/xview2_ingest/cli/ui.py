@@ -29,6 +29,10 @@ def err(message: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+PIPELINE_STAGES = ("download", "extract", "targets", "index", "pixels", "splits", "layout")
+"""The stages of ``ingest``, in order: rows of a later stage are labelled with its name."""
+
+
 class ProgressView:
     """Per-file rows and a total with rate and time left, drawn on stderr when it is a
     TTY (:mod:`.progress` lays them out for the terminal's width)."""
@@ -81,7 +85,7 @@ class ProgressView:
             return
         if self._live is None:
             return
-        if event.kind == "stage" and event.name in ("download", "extract", "index"):
+        if event.kind == "stage" and event.name in PIPELINE_STAGES:
             self._stage = event.name
             return
         with self._view.lock:

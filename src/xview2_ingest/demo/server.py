@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -52,8 +53,13 @@ class Faults:
     """... for this many requests."""
     stall_seconds: float = 0.0
     stall_count: int = 0
+    stall_at: int | None = None
+    """Also stall once, for ``stall_seconds``, just before sending this byte of the file,
+    whichever request carries it."""
     rate: int | None = None
     """Bytes per second per connection."""
+    latency: float = 0.0
+    """Seconds before answering each file request, as a round trip over a WAN would."""
     corrupt: bool = False
     """Serve other bytes than the file's (same length)."""
     html: bool = False
@@ -103,6 +109,7 @@ class SignedLinkServer:
         secret: bytes = b"xview2-demo-secret",
         faults: Faults | None = None,
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         self.root = Path(root)
         self.ttl = ttl
@@ -110,8 +117,14 @@ class SignedLinkServer:
         self.faults = faults or Faults()
         self._lock = threading.Lock()
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self._app, threaded=True, request_handler=_QuietHandler
+            "127.0.0.1",
+            port,
+            self._app,
+            threaded=True,
+            request_handler=_QuietHandler,
+            ssl_context=ssl_context,
         )
+        self._scheme = "https" if ssl_context is not None else "http"
         self._server.clock = self.now  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
         self.hits = 0
@@ -124,7 +137,7 @@ class SignedLinkServer:
     # -- links -------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_port}"
 
     def now(self) -> float:
         """The time by this server's clock (``Faults.clock_offset`` off the machine's)."""
@@ -195,6 +208,8 @@ class SignedLinkServer:
             reset = faults.take("reset_count")
             stall = faults.take("stall_count")
             wrong = faults.take("wrong_range")
+        if faults.latency:
+            time.sleep(faults.latency)
         if self.now() > expires or (
             faults.expire_after_requests is not None and count > faults.expire_after_requests
         ):
@@ -290,6 +305,11 @@ class SignedLinkServer:
                 if stall and sent >= (end - start) // 2:
                     time.sleep(faults.stall_seconds)
                     stall = False
+                if faults.stall_at is not None and pos <= faults.stall_at < pos + len(data):
+                    with self._lock:
+                        at, faults.stall_at = faults.stall_at, None
+                    if at is not None:
+                        time.sleep(faults.stall_seconds)
                 if faults.rate:  # pace before sending, so no chunk goes out early
                     ahead = (sent + len(data)) / faults.rate - (time.monotonic() - began)
                     if ahead > 0:

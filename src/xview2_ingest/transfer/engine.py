@@ -3,8 +3,10 @@
 Path of the bytes for one file::
 
     probe ─► plan parts ─► open (or resume) the store's upload, its state checked
-       ─► for each part, in order, as memory allows: read back what the store kept of
-          it, fetch the rest into a pooled buffer (N connections per file, a global cap)
+       ─► lanes (one connection each; pinned or tuned per file, a global cap) claim spans
+          of consecutive parts in index order and stream each span from one ranged
+          response (:mod:`.spans`); for each part, as memory allows: read back what the
+          store kept of it, fetch the rest into a pooled buffer
           ─► store.write_part(i), or store.confirm_part(i) for a part persisted earlier
        ─► digest the parts strictly in order (the reorder window is the buffer pool)
        ─► checkpoint {digest state, parts hashed} through the upload, written off the
@@ -18,11 +20,12 @@ keeps the bytes of parts under way and of parts waiting for the digest
 (``keep_partial``), saves the state, and reports what was kept.
 
 Memory is bounded by :class:`BufferPool`: a part holds its buffer from the moment its
-fetch starts until the digest has consumed it, and no fetch starts without one.  Parts are
-started in index order, so the lowest unhashed part is always in flight and the pool can
-never deadlock.  The budget does not grow with file size; the part size is chosen so the
-budget holds a part for every connection plus a small reorder window (see
-:func:`plan_part_size`), and grows only to stay under the store's part-count limit.
+fetch starts until the digest has consumed it, and no fetch starts without one.  Any part
+but the lowest one without a buffer must leave a part's worth of the budget free, so the
+digest's next part can always be fetched and the pool can never deadlock.  The budget
+does not grow with file size; the part size is chosen so the budget holds a part for
+every connection plus a small reorder window (see :func:`plan_part_size`), and grows only
+to stay under the store's part-count limit.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from .http import HttpClient, Remote, RetryPolicy, SequentialStream
 from .ratelimit import limiter_for
 from .resume_state import InvalidState, engine_state
 from .seed import same_file
+from .spans import SpanFetcher
 from .stopping import STOP
 
 log = logging.getLogger(__name__)
@@ -68,8 +72,9 @@ ALIGN = 64 * 1024
 
 @dataclass(frozen=True)
 class TransferOptions:
-    connections: int = 8
-    """Parallel ranged connections per file."""
+    connections: int | None = None
+    """Parallel ranged connections per file; None: tuned per file by measuring
+    (:mod:`.tuning`)."""
     max_connections: int = 32
     """Cap on connections across all files."""
     memory_budget: int = DEFAULT_MEMORY_MB * MiB
@@ -85,7 +90,12 @@ class TransferOptions:
     """Download again even when the destination already holds the verified file."""
     limit_rate: int | None = None
     """Bytes per second across every connection of the run (``--limit-rate``); None: no cap."""
+    ca_bundle: str | None = None
+    """PEM file of CA certificates for HTTPS links; None: the system's."""
 
+
+PLANNED_CONNECTIONS = 16
+"""Connections a part size is planned for when the count is tuned while running."""
 
 Buffer = mmap.mmap | bytearray
 
@@ -110,9 +120,18 @@ class BufferPool:
     def _cached_bytes(self) -> int:
         return sum(len(b) for b in self._cached)
 
-    def acquire(self, size: int, cancelled: Callable[[], bool]) -> Buffer | None:
+    def acquire(
+        self,
+        size: int,
+        cancelled: Callable[[], bool],
+        keep_free: Callable[[], int] | None = None,
+    ) -> Buffer | None:
+        """A buffer of ``size`` once the budget allows, leaving ``keep_free()`` bytes of
+        it unused (asked again at every wake); None if ``cancelled()`` first."""
         with self._cond:
-            while self._used and self._used + size > self.budget:
+            while self._used and self._used + size + (keep_free() if keep_free else 0) > (
+                self.budget
+            ):
                 if cancelled():
                     return None
                 self._cond.wait(0.2)
@@ -147,7 +166,8 @@ def plan_part_size(size: int, store: Store, options: TransferOptions | None = No
     options = options or TransferOptions()
     part = options.part_size
     if not part:
-        buffers = options.connections + max(2, options.connections // 4)
+        conns = options.connections or PLANNED_CONNECTIONS
+        buffers = conns + max(2, conns // 4)
         part = min(store.default_part_size, options.memory_budget // buffers // ALIGN * ALIGN)
     need = math.ceil(size / store.max_parts) if size else 0
     part = max(store.min_part_size, part, need)
@@ -182,8 +202,9 @@ class FileTransfer:
         self.upload: Upload | None = None
         self.remote: Remote | None = None
         self.part_size = 0
-        connections = engine.options.connections
-        self._outstanding = threading.Semaphore(connections + max(2, connections // 4))
+        connections = engine.options.connections or engine.options.max_connections
+        self._outstanding_limit = connections + max(2, connections // 4)
+        self._outstanding = threading.Semaphore(self._outstanding_limit)
         """Parts of this file in memory (fetching, being written, waiting for the digest):
         what a kill loses.  Without this bound a store slower than the source would let
         fetched parts pile up to the whole memory budget."""
@@ -302,7 +323,7 @@ class FileTransfer:
         self._emit("started", done=resumed, total=size)
         try:
             if remote.ranges:
-                self._fetch_ranges(range(self.hashed, nparts))
+                SpanFetcher(self, range(self.hashed, nparts)).run()
             else:
                 self._fetch_stream(range(self.hashed, nparts))
         finally:
@@ -407,62 +428,6 @@ class FileTransfer:
             if not isinstance(self._error, ContentError):
                 self._keep(index, view)
             self._give(buf)
-
-    def _fetch_ranges(self, indices: Sequence[int]) -> None:
-        engine = self.engine
-        slots = threading.Semaphore(engine.options.connections)
-        futures: list[Future[None]] = []
-        for index in indices:
-            buf = self._take(index)
-            if buf is None:
-                break
-            if not _acquire(slots, self._cancelled) or not _acquire(
-                engine.connections, self._cancelled
-            ):
-                self._give(buf)
-                break
-            futures.append(engine.executor.submit(self._part, index, buf, slots))
-        for future in futures:
-            future.result()
-
-    def _part(self, index: int, buf: Buffer, slots: threading.Semaphore) -> None:
-        assert self.upload is not None and self.remote is not None
-        view = memoryview(buf)[: self._part_len(index)]
-        released = False
-
-        def release_connection() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.engine.connections.release()
-                slots.release()
-
-        def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
-            assert self.remote is not None
-            try:
-                self.engine.http.fetch(
-                    self.link, self.remote, start, into, on_bytes, self._on_retry
-                )
-            finally:
-                release_connection()
-
-        try:
-            if self._cancelled():
-                raise _Skip
-            self._land(index, view, fetch, keep_on_failure=True)
-            release_connection()
-            self._complete(index, buf, view)
-        except _Skip:
-            self._give(buf)
-        except XView2Error as exc:
-            self._fail(exc)
-            self._give(buf)
-        except Exception as exc:
-            log.exception("part %d of %s", index, self.name)
-            self._fail(XView2Error(f"unexpected error in part {index}: {exc!r}", file=self.name))
-            self._give(buf)
-        finally:
-            release_connection()
 
     def _fetch_stream(self, indices: Sequence[int]) -> None:
         assert self.upload is not None
@@ -584,10 +549,6 @@ class FileTransfer:
         self._emit("published", total=size, detail=self.result.status)
 
 
-class _Skip(Exception):
-    pass
-
-
 def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:
     while not sem.acquire(timeout=0.2):
         if cancelled():
@@ -612,12 +573,14 @@ class TransferEngine:
         self.stop_code: ExitCode = ExitCode.INTERRUPTED
         budget = max(self.options.memory_budget, self.options.part_size or 0)
         self.pool = BufferPool(budget, page_aligned=store.page_aligned_buffers)
-        self.http = HttpClient(self.options.max_connections, self.options.retry, self.progress)
+        self.http = HttpClient(
+            self.options.max_connections,
+            self.options.retry,
+            self.progress,
+            ca_bundle=self.options.ca_bundle,
+        )
         self.http.limiter = limiter_for(self.options.limit_rate)
         self.connections = threading.Semaphore(self.options.max_connections)
-        self.executor = ThreadPoolExecutor(
-            max_workers=2 * self.options.max_connections, thread_name_prefix="xview2-part"
-        )
         self.checkpoints = ThreadPoolExecutor(max_workers=4, thread_name_prefix="xview2-state")
         self.manifest = Manifest(store)
         interval = self.options.checkpoint_interval
@@ -632,7 +595,6 @@ class TransferEngine:
         self.http.stop.set()
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
         self.checkpoints.shutdown(wait=True)
 
     def already_there(self, link: Link, entry: CatalogEntry) -> FileResult | None:

@@ -53,6 +53,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..errors import ContentError, LinkError, LinkExpiredError, ServerError
 from ..events import Event, ProgressCallback, no_progress
 from ..links import Link, redact, server_clocks
+from . import tls
 from .proxies import Proxy, ProxySettings
 from .ratelimit import RateLimiter
 
@@ -255,13 +256,20 @@ class HttpClient:
         max_connections: int = 32,
         policy: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
+        *,
+        ca_bundle: str | None = None,
     ):
         self.policy = policy or RetryPolicy()
         self.progress = progress or no_progress
+        self.ca_bundle = ca_bundle
         self._proxies = ProxySettings()  # a malformed proxy variable is a usage error now
         self._maxsize = max(4, max_connections)
         self._pool = urllib3.PoolManager(
-            num_pools=64, maxsize=self._maxsize, block=False, retries=False
+            num_pools=64,
+            maxsize=self._maxsize,
+            block=False,
+            retries=False,
+            **tls.pool_options(ca_bundle),
         )
         self._proxy_pools: dict[Proxy, urllib3.ProxyManager] = {}
         self._pools_lock = threading.Lock()
@@ -288,6 +296,7 @@ class HttpClient:
                     maxsize=self._maxsize,
                     block=False,
                     retries=False,
+                    **tls.pool_options(self.ca_bundle),
                 )
                 self._proxy_pools[proxy] = manager
                 log.info("connecting through the proxy %s (from %s)", proxy.url, proxy.variable)
@@ -311,6 +320,8 @@ class HttpClient:
                 f"the server sent an unusable address: {redact(url)}", file=link.name
             ) from None
         except Urllib3Error as exc:
+            if isinstance(exc, urllib3.exceptions.SSLError) and tls.is_verification_failure(exc):
+                raise tls.tls_failure(link, exc, self.ca_bundle) from None
             raise describe_failure(exc, url, proxy, self.policy) from None
 
     def _get(self, link: Link, start: int | None, end: int | None) -> urllib3.BaseHTTPResponse:

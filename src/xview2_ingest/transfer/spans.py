@@ -1,0 +1,490 @@
+"""Long-span fetching: each connection streams many parts from one ranged response.
+
+Over a WAN every request costs a round trip before its first byte, and a connection
+that waits for it is idle.  Asking each connection for one part at a time wastes that
+round trip once per part (about a fifth of a connection's time for a few MiB at 20 MiB/s
+and 50 ms).  Here each *lane* (one connection) claims a *span* of consecutive parts,
+asks for all of its bytes in one request and fills successive part buffers from that one
+response; the parts, their order of hashing, the buffer pool and the store's part
+mapping are those of the engine.
+
+Rules that keep it correct and bounded:
+
+- Spans are handed out in index order by :class:`SpanPlan`; their length shrinks as the
+  file's unclaimed remainder shrinks, and near the end an idle lane *steals* the back
+  half of the span with most parts left, so the last parts do not straggle behind one
+  connection.
+- A lane takes a part's buffer from the pool only when it starts reading that part.
+  Every part but the lowest one not yet holding a buffer (the one the in-order digest
+  waits for) must leave a part's worth of the budget free, so the digest's next part can
+  always be read and the pool cannot deadlock, however far ahead other lanes are.  A lane
+  that must wait stops reading; the server is held back by TCP, not by our memory.
+- A break mid-span is retried from the first missing byte to the span's (current) end,
+  under the same retry policy as single ranges; every reply is checked like theirs.
+- Each part lands through the engine's ``_land``: bytes the store kept of it are read
+  back and the rest fetched (from the lane's response when it is already there, else by
+  a request from that offset), and a part persisted by an earlier run is confirmed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import math
+import mmap
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import urllib3
+
+from ..errors import ServerError, XView2Error
+from ..links import Link
+from ..reports import FileResult
+from ..stores import Upload
+from .http import HttpClient, PartialRead, Remote
+from .tuning import ConnectionTuner
+
+Buffer = mmap.mmap | bytearray
+
+
+class FileTransfer(Protocol):
+    """What the lanes need of the file they work for (``engine.FileTransfer``)."""
+
+    name: str
+    link: Link
+    remote: Remote | None
+    upload: Upload | None
+    part_size: int
+    hashed: int
+    result: FileResult
+    engine: Any
+    _outstanding: threading.Semaphore
+    _outstanding_limit: int
+    _kept: dict[int, int]
+
+    def _land(
+        self,
+        index: int,
+        view: memoryview,
+        fetch: Callable[[int, memoryview, Callable[[int], None]], None],
+        *,
+        keep_on_failure: bool,
+    ) -> None: ...
+    def _give(self, buf: Buffer) -> None: ...
+    def _part_len(self, index: int) -> int: ...
+    def _complete(self, index: int, buf: Buffer, view: memoryview) -> None: ...
+    def _on_bytes(self, n: int) -> None: ...
+    def _on_retry(self, detail: str) -> None: ...
+    def _cancelled(self) -> bool: ...
+    def _fail(self, error: XView2Error) -> None: ...
+    def _emit(self, kind: Any, **kw: Any) -> None: ...
+
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+SPAN_ROUND_TRIPS = 16
+"""A span lasts this many round trips (as measured), so waiting for its first byte costs
+about 6 % of a lane's time."""
+MAX_SPAN = 64 * MiB
+READ_SIZE = 256 * 1024
+"""Bytes per read into a part buffer: large enough that the loop costs nothing, small
+enough that a stop is seen (and the bytes so far kept) within a fraction of a second on
+a slow connection."""
+"""No span asks for more than this: a longer one gains nothing on the round trip."""
+
+
+@dataclass
+class Span:
+    """Parts ``start`` .. ``end - 1`` for one lane; ``start`` moves as parts are begun,
+    ``end`` moves down when another lane steals the tail."""
+
+    start: int
+    end: int
+
+
+class SpanPlan:
+    """Hands out spans in index order and splits the largest one for an idle lane."""
+
+    def __init__(self, indices: Sequence[int], span_parts: int, starts: Collection[int] = ()):
+        """``starts``: parts that must begin a span (those with bytes kept by an earlier
+        run, fetched from where those bytes end: a span running into one from before
+        would have the server send bytes already here)."""
+        self.lock = threading.Lock()
+        self._queue: list[Span] = []
+        run: list[int] = []
+        for i in indices:
+            if run and (i != run[-1] + 1 or i in starts):
+                self._flush(run)
+                run = [i]
+            else:
+                run.append(i)
+        self._flush(run)
+        self._queue.reverse()  # pop() from the end takes the lowest
+        self.span_parts = max(1, span_parts)
+        self.active: list[Span] = []
+        self.steals = 0
+
+    def _flush(self, run: list[int]) -> None:
+        if run:
+            self._queue.append(Span(run[0], run[-1] + 1))
+
+    def unclaimed(self) -> int:
+        with self.lock:
+            return sum(s.end - s.start for s in self._queue)
+
+    def claim(self, lanes: int) -> Span | None:
+        """The next span for a lane (of ``lanes`` working), or the back half of the
+        busiest one when none is left; None when nothing is left to share."""
+        with self.lock:
+            self.active = [s for s in self.active if s.start < s.end]
+            if self._queue:
+                head = self._queue[-1]
+                left = sum(s.end - s.start for s in self._queue)
+                n = max(1, min(self.span_parts, math.ceil(left / max(1, lanes))))
+                n = min(n, head.end - head.start)
+                span = Span(head.start, head.start + n)
+                head.start += n
+                if head.start >= head.end:
+                    self._queue.pop()
+                self.active.append(span)
+                return span
+            victim = max(self.active, key=lambda s: s.end - s.start, default=None)
+            if victim is None or victim.end - victim.start < 2:
+                return None
+            mid = victim.start + (victim.end - victim.start + 1) // 2
+            span = Span(mid, victim.end)
+            victim.end = mid
+            self.active.append(span)
+            self.steals += 1
+            return span
+
+    def next_part(self, span: Span) -> int | None:
+        """Begin the span's next part, or None when the span is finished (or stolen)."""
+        with self.lock:
+            if span.start >= span.end:
+                return None
+            span.start += 1
+            return span.start - 1
+
+
+class SpanStream:
+    """One lane's current response: the bytes of a span, read part after part."""
+
+    def __init__(self, client: HttpClient, link: Link, remote: Remote):
+        self._client, self._link, self._remote = client, link, remote
+        self._resp: urllib3.BaseHTTPResponse | None = None
+        self._pos = 0
+        self._end = 0
+        self.requests = 0
+        self.latency: float | None = None
+        """Seconds from the last request to its reply's headers (a round trip or more)."""
+
+    def close(self) -> None:
+        """Drop the response; its connection is reused only if it was read to the end."""
+        if self._resp is not None:
+            if self._pos == self._end:
+                self._resp.release_conn()
+            else:
+                self._resp.close()
+            self._resp = None
+
+    def _open(self, first: int, last: int) -> None:
+        self.close()
+        client = self._client
+        asked = time.monotonic()
+        resp = client._get(self._link, first, last)
+        client._check_status(self._link, resp)
+        try:
+            client._check_reply(self._link, self._remote, resp, first, last)
+        except BaseException:
+            resp.close()
+            raise
+        self.latency = time.monotonic() - asked
+        self.requests += 1
+        self._resp, self._pos, self._end = resp, first, last + 1
+
+    def _read(self, into: memoryview, on_bytes: Callable[[int], None]) -> int:
+        """Read exactly ``len(into)`` bytes straight into the part buffer.
+
+        Through the ``http.client`` response under urllib3's: its ``readinto`` lands the
+        bytes with one copy out of the kernel (or out of OpenSSL), where urllib3's own
+        makes a new ``bytes`` per read and copies it again (``bench/http_clients.py``).
+        That also keeps a megabyte of garbage per read and connection out of the peak
+        memory.  On a break, :class:`PartialRead` carries the count reached.
+        """
+        assert self._resp is not None
+        fp = getattr(self._resp, "_fp", None)
+        if not isinstance(fp, http.client.HTTPResponse):
+            return self._client._read_into(self._link, self._resp, into, on_bytes, self._pos)
+        filled, total = 0, into.nbytes
+        limiter = self._client.limiter
+        while filled < total:
+            if self._client.stop.is_set():
+                raise ServerError("interrupted", file=self._link.name)
+            want = min(READ_SIZE, total - filled)
+            if limiter is not None:  # the speed cap: tokens first, the rest back after
+                want = limiter.acquire(want, self._client.stop)
+            n = 0
+            try:
+                n = fp.readinto(into[filled : filled + want]) or 0
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                raise PartialRead(f"connection broke: {type(exc).__name__}", filled) from None
+            finally:
+                if limiter is not None:
+                    limiter.refund(want - n)
+            if not n:
+                raise PartialRead(f"body ended early at byte {self._pos + filled}", filled)
+            filled += n
+            on_bytes(n)
+        return filled
+
+    def fill(
+        self,
+        start: int,
+        into: memoryview,
+        span_end: Callable[[], int],
+        on_bytes: Callable[[int], None],
+        on_retry: Callable[[str], None] | None,
+    ) -> None:
+        """Fill ``into`` with the file's bytes from ``start``: from the open response
+        when it is there, else from a new request that runs to ``span_end()``."""
+        filled = 0
+
+        def attempt() -> None:
+            nonlocal filled
+            at = start + filled
+            if self._resp is None or self._pos != at:
+                self._open(at, max(span_end(), start + into.nbytes) - 1)
+            assert self._resp is not None
+            try:
+                got = self._read(into[filled:], on_bytes)
+            except PartialRead as exc:
+                filled += exc.filled
+                self._pos += exc.filled
+                self._resp.close()
+                self._resp = None
+                raise
+            filled += got
+            self._pos += got
+
+        try:
+            self._client._with_retries(
+                self._link, f"bytes {start}-{start + into.nbytes - 1}", attempt, on_retry
+            )
+        except BaseException:
+            if self._resp is not None:
+                self._resp.close()
+                self._resp = None
+            raise
+
+
+def span_parts(budget: int, part: int, lanes: int) -> int:
+    """Parts per span: what the budget can hold ahead of the digest, shared by the lanes.
+
+    Each lane needs a buffer for the part it reads; the rest of the budget holds parts
+    that landed ahead of the digest.  With lanes at staggered points of their spans, a
+    lane is on average halfway through its span, so spans of twice each lane's share of
+    that rest keep the lanes from waiting on memory.
+    """
+    ahead = max(0, budget - (lanes + 1) * part)
+    span = min(MAX_SPAN, 2 * ahead // max(1, lanes))
+    return max(1, span // part)
+
+
+class SpanFetcher:
+    """Runs the lanes of one file over a :class:`SpanPlan`, as many as the tuner says."""
+
+    def __init__(self, ft: FileTransfer, indices: Sequence[int]):
+        self.ft = ft
+        self.engine = ft.engine
+        opts = self.engine.options
+        self.tuner = ConnectionTuner(
+            pinned=opts.connections,
+            limit=self._lane_limit(),
+        )
+        budget = self.engine.pool.budget
+        self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
+        self.plan = SpanPlan(indices, 1, ft._kept)  # one part until a round trip is measured
+        self._base_window = ft._outstanding_limit
+        self._grow_window()
+        self._granted: set[int] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._latency: float | None = None
+        self._rate: float | None = None
+        self.memory_wait = 0.0
+        self.requests = 0
+
+    def _lane_limit(self) -> int:
+        """Lanes the memory budget can feed: a buffer each, plus the digest's reserve."""
+        opts, pool = self.engine.options, self.engine.pool
+        by_memory = max(1, pool.budget // max(1, self.ft.part_size) - 1)
+        return max(1, min(opts.max_connections, by_memory))
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> None:
+        self._add_lanes(self.tuner.start())
+        while True:
+            alive = [t for t in self._threads if t.is_alive()]
+            if not alive:
+                break
+            alive[0].join(self.tuner.interval(self._latency))
+            if self.ft._cancelled() or self.plan.unclaimed() == 0:
+                continue
+            more = self.tuner.observe(time.monotonic(), self.ft.result.bytes_fetched)
+            if more:
+                self._add_lanes(more)
+                self.tuner.lanes = len(self._threads)
+        if self.tuner.settled_at is None:
+            self.tuner.settle("the file ended")
+        self._report()
+
+    def _report(self) -> None:
+        lanes = len(self._threads)
+        how = self.tuner.describe(lanes)
+        log.info("%s: %s", self.ft.name, how)
+        log.info(
+            "%s: %d ranged requests, spans of at most %d parts, %d tails stolen, "
+            "%.1f lane-seconds waiting for memory",
+            self.ft.name,
+            self.requests,
+            self.memory_parts,
+            self.plan.steals,
+            self.memory_wait,
+        )
+        self.ft._emit("info", detail=how)
+
+    def _add_lanes(self, n: int) -> None:
+        for _ in range(n):
+            if len(self._threads) >= self.tuner.ceiling:
+                return
+            if self._threads and not self.engine.connections.acquire(blocking=False):
+                self.tuner.settle("the connections across all files are in use")
+                return
+            if not self._threads and not _acquire(self.engine.connections, self.ft._cancelled):
+                return
+            thread = threading.Thread(
+                target=self._lane, name=f"xview2-lane-{self.ft.name}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    # -- one lane ------------------------------------------------------------------------
+    def _lane(self) -> None:
+        ft = self.ft
+        stream = SpanStream(self.engine.http, ft.link, ft.remote)  # type: ignore[arg-type]
+        try:
+            while not ft._cancelled():
+                span = self.plan.claim(self.tuner.ceiling)  # room for lanes still to come
+                if span is None:
+                    return
+                self._run_span(span, stream)
+                stream.close()
+        except XView2Error as exc:
+            ft._fail(exc)
+        except Exception as exc:  # a bug must not hang the file
+            log.exception("lane of %s", ft.name)
+            ft._fail(XView2Error(f"unexpected error: {exc!r}", file=ft.name))
+        finally:
+            stream.close()
+            with self._lock:
+                self.requests += stream.requests
+            self.engine.connections.release()
+
+    def _grow_window(self) -> None:
+        """Let this file hold as many parts as its longest spans need.
+
+        The engine bounds the parts a file holds in memory (what a kill loses) for one
+        part per connection.  A lane that streams a span reads ahead of the digest, so the
+        bound here is a span per lane; :meth:`_keep_free` holds it to the spans actually
+        in use (one part each where no round trip is worth hiding)."""
+        lanes = self.tuner.ceiling
+        window = lanes * self.memory_parts + max(2, lanes // 4)
+        for _ in range(window - self.ft._outstanding_limit):
+            self.ft._outstanding.release()
+        self.ft._outstanding_limit = max(window, self.ft._outstanding_limit)
+
+    def _run_span(self, span: Span, stream: SpanStream) -> None:
+        ft = self.ft
+        while (index := self.plan.next_part(span)) is not None:
+            size = ft._part_len(index)
+            asked = time.monotonic()
+            buf = self.engine.pool.acquire(size, ft._cancelled, partial(self._keep_free, index))
+            if buf is not None and not _acquire(ft._outstanding, ft._cancelled):
+                self.engine.pool.release(buf)
+                buf = None
+            with self._lock:
+                self.memory_wait += time.monotonic() - asked
+            if buf is None:
+                return
+            with self._lock:
+                self._granted.add(index)
+            self._fill(index, buf, span, stream)
+
+    def _fill(self, index: int, buf: Buffer, span: Span, stream: SpanStream) -> None:
+        """Land part ``index`` through the engine (kept bytes read back, the rest fetched
+        from this lane's response, the part written or confirmed), then digest it."""
+        ft = self.ft
+        view = memoryview(buf)[: ft._part_len(index)]
+
+        def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
+            began, requests = time.monotonic(), stream.requests
+            stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft._on_retry)
+            self._measured(stream, requests, into.nbytes, time.monotonic() - began)
+
+        try:
+            ft._land(index, view, fetch, keep_on_failure=True)
+        except BaseException:
+            ft._give(buf)
+            raise
+        ft._complete(index, buf, view)
+
+    def _measured(self, stream: SpanStream, requests: int, size: int, seconds: float) -> None:
+        """Learn the round trip (the least request-to-reply time seen) and one lane's
+        streaming rate, and size the spans to come from them: long enough that a round
+        trip is a small share of a span, never longer than the memory allows.  On a
+        link without a round trip worth hiding, spans stay one part long, as fine-grained
+        for resuming as single-part requests."""
+        with self._lock:
+            if stream.requests != requests and stream.latency is not None:
+                # this part waited for a reply: learn the round trip, time the rest
+                self._latency = min(self._latency or stream.latency, stream.latency)
+                seconds -= stream.latency
+            if seconds > 0:
+                rate = size / seconds
+                self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
+            if self._latency is None or self._rate is None:
+                return
+            want = SPAN_ROUND_TRIPS * self._rate * self._latency / self.ft.part_size
+            self.plan.span_parts = max(1, min(self.memory_parts, math.ceil(want)))
+
+    def _span_end_byte(self, span: Span) -> int:
+        assert self.ft.remote is not None and self.ft.remote.size is not None
+        return min(self.ft.remote.size, span.end * self.ft.part_size)
+
+    def _keep_free(self, index: int) -> int:
+        """Budget a request for ``index`` must leave free: none for the lowest part not
+        yet holding a buffer (the digest's next), a part's worth for any other, and all
+        of it (wait) while this file already holds the parts its spans need."""
+        with self._lock:
+            hashed = self.ft.hashed
+            self._granted = {i for i in self._granted if i >= hashed}
+            if all(i in self._granted for i in range(hashed, index)):
+                return 0
+            lanes = len(self._threads)
+            window = max(self._base_window, lanes * self.plan.span_parts + max(2, lanes // 4))
+            if len(self._granted) + 1 >= window:
+                return self.engine.pool.budget
+        return self.ft.part_size
+
+
+def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:
+    while not sem.acquire(timeout=0.2):
+        if cancelled():
+            return False
+    return True

@@ -1,0 +1,162 @@
+"""Span fetching: one ranged response fills many parts, breaks mid-span are retried from
+the first missing byte, and an idle lane steals the tail of a slow one."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from pathlib import Path
+
+import pytest
+
+from xview2_ingest import Catalog, download
+from xview2_ingest.demo.server import Faults, SignedLinkServer
+from xview2_ingest.transfer.spans import SpanPlan, span_parts
+
+MiB = 1 << 20
+KiB = 1 << 10
+PART = 256 * KiB
+
+
+def _serve(tmp_path: Path, size: int, seed: int) -> tuple[Path, bytes, Catalog]:
+    root = tmp_path / "src"
+    root.mkdir()
+    data = b"\x1f\x8b" + random.Random(seed).randbytes(size - 2)
+    (root / "f.tar.gz").write_bytes(data)
+    catalog = Catalog().with_overrides(
+        {"f.tar.gz": {"size": size, "sha1": hashlib.sha1(data).hexdigest()}}
+    )
+    return root, data, catalog
+
+
+def _ranges(srv: SignedLinkServer) -> list[tuple[int, int]]:
+    out = []
+    for _, header in srv.requests:
+        if header and header.startswith("bytes="):
+            first, _, last = header[6:].partition("-")
+            out.append((int(first), int(last)))
+    return [r for r in out if r != (0, 1)]  # the probe
+
+
+# -- the plan ------------------------------------------------------------------------
+
+
+def test_plan_hands_out_spans_in_order_and_shrinks_them_near_the_end() -> None:
+    plan = SpanPlan(range(20), span_parts=6)
+    spans = []
+    while (span := plan.claim(lanes=2)) is not None and not plan.steals:
+        spans.append((span.start, span.end))
+        span.start = span.end  # as if fully read
+    assert spans[0] == (0, 6)
+    assert [s for s, _ in spans] == sorted(s for s, _ in spans)
+    covered = [i for s, e in spans for i in range(s, e)]
+    assert covered == list(range(20)), "every part once, in order"
+    assert spans[-1][1] - spans[-1][0] <= 2, "the last spans are short"
+
+
+def test_parts_with_kept_bytes_begin_a_span() -> None:
+    plan = SpanPlan(range(10), span_parts=8, starts={3, 7})
+    got = []
+    while (span := plan.claim(lanes=1)) is not None:
+        got.append((span.start, span.end))
+        span.start = span.end
+    assert got == [(0, 3), (3, 7), (7, 10)]
+
+
+def test_an_idle_lane_steals_the_back_half_of_the_busiest_span() -> None:
+    plan = SpanPlan(range(16), span_parts=8)
+    a = plan.claim(lanes=1)
+    b = plan.claim(lanes=1)
+    assert a is not None and b is not None and (a.start, a.end, b.start, b.end) == (0, 8, 8, 16)
+    assert plan.next_part(a) == 0  # a is slow: one part begun
+    b.start = b.end  # b is done
+    stolen = plan.claim(lanes=2)
+    assert stolen is not None and (stolen.start, stolen.end) == (5, 8)
+    assert (a.start, a.end) == (1, 5), "the victim keeps the front half"
+    assert plan.steals == 1
+    a.start = a.end
+    stolen.start = stolen.end - 1
+    assert plan.claim(lanes=2) is None, "a single part left is not worth a request"
+
+
+def test_span_length_follows_the_memory_budget() -> None:
+    assert span_parts(160 * MiB, 4 * MiB, 16) == 2
+    assert span_parts(160 * MiB, 1 * MiB, 16) >= 16
+    assert span_parts(16 * MiB, 4 * MiB, 8) == 1
+    assert span_parts(1 << 40, 1 * MiB, 1) * MiB <= 64 * MiB
+
+
+# -- over HTTP -----------------------------------------------------------------------
+
+
+def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
+    """With a round trip to hide, spans grow to many parts per request."""
+    root, data, catalog = _serve(tmp_path, 8 * MiB, seed)
+    with SignedLinkServer(root, faults=Faults(latency=0.05, rate=8 * MiB)) as srv:
+        report = download(
+            [srv.url_for("f.tar.gz")],
+            tmp_path / "dest",
+            catalog=catalog,
+            connections=2,
+            part_size=PART,
+            memory_mb=64,
+        )
+        ranges = _ranges(srv)
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    assert len(ranges) < (8 * MiB // PART) // 2, f"{len(ranges)} requests for 32 parts"
+    assert max(last - first + 1 for first, last in ranges) >= 4 * PART
+
+
+@pytest.mark.parametrize("resets", [1, 5])
+def test_resets_mid_span_give_a_byte_identical_file(tmp_path: Path, seed: int, resets: int) -> None:
+    root, data, catalog = _serve(tmp_path, 6 * MiB, seed)
+    # Inside the first part of whatever request is cut: the one-part requests that measure
+    # the link, then spans of many parts.
+    cut = random.Random(seed).randrange(PART // 4, PART)
+    faults = Faults(reset_after=cut, reset_count=resets + 3, latency=0.05, rate=8 * MiB)
+    with SignedLinkServer(root, faults=faults) as srv:
+        report = download(
+            [srv.url_for("f.tar.gz")],
+            tmp_path / "dest",
+            catalog=catalog,
+            connections=2,
+            part_size=PART,
+            memory_mb=64,
+        )
+        ranges = _ranges(srv)
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    resumed = [first for first, _ in ranges if first % PART]
+    assert resumed, "a retry asks from the first missing byte, inside a part"
+    fetched = report.files[0].bytes_fetched
+    assert fetched <= len(data) + 2, "bytes already read are never asked for again"
+
+
+def test_work_stealing_finishes_the_tail(
+    tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    root, data, catalog = _serve(tmp_path, 4 * MiB, seed)
+    # Each lane's first one-part request measures the link; then spans are long.  The
+    # span that carries part 4 stalls there: the other lane must take over its back half.
+    at = 4 * PART + PART // 2
+    faults = Faults(stall_seconds=3.0, stall_at=at, latency=0.05, rate=8 * MiB)
+    with SignedLinkServer(root, faults=faults) as srv:
+        with caplog.at_level(logging.INFO, logger="xview2_ingest.transfer.spans"):
+            report = download(
+                [srv.url_for("f.tar.gz")],
+                tmp_path / "dest",
+                catalog=catalog,
+                connections=2,
+                part_size=PART,
+                memory_mb=64,
+            )
+        ranges = _ranges(srv)
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    stolen = [r for r in caplog.messages if "tails stolen" in r]
+    assert stolen and " 0 tails stolen" not in stolen[0], stolen
+    stalled = next(r for r in ranges if r[0] <= at <= r[1])
+    assert stalled[1] - stalled[0] + 1 > 2 * PART, ranges
+    assert any(stalled[0] < first <= stalled[1] for first, _ in ranges), ranges
