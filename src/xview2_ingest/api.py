@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from .catalog import Catalog
-from .demo.run import served_demo
+from .demo.run import DEMO_DEST, refuse_real_data, served_demo
 from .errors import UsageError
 from .events import Event, ProgressCallback, no_progress
 from .extract.core import Extractor
@@ -219,31 +219,57 @@ def status(
     partial = {p.name: p for p in pending}
     names = [e.name for e in cat.official()]
     names += sorted(n for n in set(manifest) | set(partial) if n not in names)
-    out = []
-    for name in names:
-        record = manifest.get(name)
-        if record is not None and store.size_of(name) == record.get("size"):
-            size = record.get("size")
-            state: FileState = "verified" if record.get("verified") else "unverified"
-            out.append(
-                FileStatus(
-                    name,
-                    "corrupt" if record.get("corrupt") else state,
-                    size,
-                    size or 0,
-                    record.get("sha1"),
-                    record.get("verified_at"),
-                    name in cat,
-                )
-            )
-        elif name in partial:
-            out.append(
-                FileStatus(name, "partial", None, partial[name].bytes_done, in_catalog=name in cat)
-            )
-        else:
-            size = cat.lookup(name).size
-            out.append(FileStatus(name, "missing", size, in_catalog=name in cat))
+    out = [_file_status(store, cat, name, manifest.get(name), partial) for name in names]
     return StatusReport(store.url, out, pending)
+
+
+def _file_status(
+    store: Store, cat: Catalog, name: str, record: dict | None, partial: dict
+) -> FileStatus:
+    """One file's state: a file is verified only while its bytes are those verified at
+    download and its SHA-1 is the catalog's (demo files under official names are not)."""
+    here = store.size_of(name) if record is not None else None
+    expected = cat.lookup(name)
+    fix = "run `xview2 download` with a fresh link: it fetches the file again"
+    if record is not None and here is not None:
+        size = record.get("size")
+        state: FileState = "verified" if record.get("verified") else "unverified"
+        detail = ""
+        if here != size:
+            state = "truncated" if size and here < size else "corrupt"
+            detail = f"{here:,} bytes here, {size:,} verified at download; {fix}"
+        elif record.get("corrupt"):
+            state = "corrupt"
+            actual = (record.get("corrupt_digests") or {}).get("sha1", "?")
+            detail = f"SHA-1 now {actual}, not the one verified at download; {fix}"
+        elif expected.sha1 and record.get("sha1") not in (None, expected.sha1):
+            state = "unverified"
+            detail = "its SHA-1 is not the catalog's: not the official file"
+        return FileStatus(
+            name,
+            state,
+            size,
+            here,
+            record.get("sha1"),
+            record.get("verified_at"),
+            name in cat,
+            detail,
+        )
+    if record is not None and record.get("removed"):
+        return FileStatus(
+            name,
+            "extracted",
+            record.get("size"),
+            0,
+            record.get("sha1"),
+            record.get("verified_at"),
+            name in cat,
+            f"removed after its verified extraction ({record.get('removed_at')})",
+        )
+    if name in partial:
+        return FileStatus(name, "partial", None, partial[name].bytes_done, in_catalog=name in cat)
+    detail = "recorded in manifest.json but absent; " + fix if record is not None else ""
+    return FileStatus(name, "missing", expected.size, in_catalog=name in cat, detail=detail)
 
 
 def clean(
@@ -277,6 +303,7 @@ def extract(
     progress: ProgressCallback | None = None,
     remove_archives: bool = False,
     assemble_geotiff: bool = False,
+    check: bool = False,
     workers: int = 8,
 ) -> ExtractReport:
     """Unpack downloaded archives into ``dest`` as they are laid out (``<split>/images``,
@@ -286,8 +313,12 @@ def extract(
     None extracts every archive recorded in ``DEST/manifest.json``.  The GeoTIFF parts
     are checked as one stream against the catalog's ``xview2_geotiff.tgz`` entry (hence
     ``catalog``/``catalog_files``); ``assemble_geotiff`` also publishes that archive;
-    ``remove_archives`` deletes each archive after its verified extraction.  Never raises
-    for a per-archive failure (see ``report.exit_code``).
+    ``remove_archives`` deletes each archive after its verified extraction.  Members are
+    published only once the whole archive matched the SHA-1 it was downloaded with; one
+    that no longer does is marked corrupt in the manifest.  A rerun skips members in
+    place with their recorded size; ``check`` also reads them and compares their CRC-32,
+    writing again whatever differs.  Never raises for a per-archive failure (see
+    ``report.exit_code``).
     """
     cat = resolve_catalog(catalog, catalog_files)
     store = open_destination(dest, endpoint_url=endpoint_url, max_connections=max(32, 2 * workers))
@@ -297,6 +328,7 @@ def extract(
         progress=progress,
         remove_archives=remove_archives,
         assemble_geotiff=assemble_geotiff,
+        check=check,
         workers=workers,
     )
     return extractor.run(names)
@@ -611,13 +643,18 @@ def demo(
 ) -> IngestReport:
     """The whole job on a small synthetic dataset: ``pairs`` image pairs per split are
     made, served on 127.0.0.1 behind links that expire after ``ttl`` seconds, and
-    ingested into ``dest`` with a catalog of their true digests."""
+    ingested into ``dest`` with a catalog of their true digests.
+
+    ``dest`` defaults to ``./data/xview2-demo`` (never ``XVIEW2_DEST``: the synthetic
+    archives carry the official names); a destination holding real archives is refused
+    (:class:`~xview2_ingest.errors.UsageError`)."""
     if pairs < 1:
         raise UsageError(f"--pairs must be at least 1 (got {pairs})")
     if ttl <= 0:
         raise UsageError(f"--ttl must be positive (got {ttl})")
     emit = progress or no_progress
-    target = dest_setting(dest)
+    target = str(dest) if dest is not None else DEMO_DEST
+    refuse_real_data(open_destination(target, endpoint_url=endpoint_url))
     with served_demo(pairs, ttl) as served:
         emit(
             Event(

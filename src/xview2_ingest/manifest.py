@@ -4,6 +4,9 @@ Per file: name, size, digests, whether they matched a reference (``verified``), 
 the source URL with its query string removed (never the signature).  ``verify`` marks a
 file whose bytes no longer match with ``"corrupt": true``, the digests it found
 (``corrupt_digests``) and when (``corrupt_at``); ``download`` fetches such a file again.
+``extract`` marks an archive the same way when its SHA-1 no longer matches, and one it
+deleted after a verified extraction with ``"removed": true`` and ``removed_at``:
+``status`` shows it as extracted and ``download`` does not fetch it again.
 """
 
 from __future__ import annotations
@@ -87,6 +90,15 @@ class Manifest:
         self._update(
             name, {"checked_at": _now()}, drop=("corrupt", "corrupt_digests", "corrupt_at")
         )
+
+    def is_removed(self, name: str) -> bool:
+        """Whether ``extract --remove-archives`` deleted ``name`` after verifying it."""
+        entry = self.get(name)
+        return bool(entry and entry.get("removed"))
+
+    def mark_removed(self, name: str) -> None:
+        """Record that ``name`` was deleted after its verified extraction."""
+        self._update(name, {"removed": True, "removed_at": _now()})
 
     def _update(self, name: str, changes: dict[str, Any], drop: tuple[str, ...] = ()) -> None:
         with self._lock:

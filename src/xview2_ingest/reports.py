@@ -180,8 +180,13 @@ def unfinished_words(dest: str, count: int) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-FileState = Literal["verified", "unverified", "corrupt", "partial", "missing"]
-"""``corrupt``: ``verify`` found the published bytes not to match; ``download`` refetches."""
+FileState = Literal[
+    "verified", "unverified", "corrupt", "truncated", "extracted", "partial", "missing"
+]
+"""``corrupt``: its bytes no longer match the SHA-1 verified at download (found by
+``verify`` or ``extract``); ``truncated``: another size than the one verified;
+``download`` fetches both again.  ``extracted``: removed after its verified extraction
+(``extract --remove-archives``); ``download`` does not fetch it again."""
 
 
 @dataclass
@@ -195,6 +200,8 @@ class FileStatus:
     sha1: str | None = None
     verified_at: str | None = None
     in_catalog: bool = True
+    detail: str = ""
+    """What is wrong and what to do, for the states other than verified."""
 
 
 @dataclass

@@ -75,10 +75,12 @@ class Verifier:
         self.pool = BufferPool(2 * self.window * part_size, page_aligned=False)
 
     def names(self, names: Sequence[str] | None) -> list[str]:
-        """The names asked for, else every file the manifest records."""
+        """The names asked for, else every file the manifest records (but those removed
+        after their verified extraction: nothing is there to hash)."""
         if names:
             return list(dict.fromkeys(names))
-        return sorted(n for n in self.manifest.files if n != MANIFEST)
+        files = self.manifest.files
+        return sorted(n for n in files if n != MANIFEST and not files[n].get("removed"))
 
     def run(self, names: Sequence[str] | None = None) -> VerifyReport:
         with ThreadPoolExecutor(self.window, thread_name_prefix="xview2-verify") as executor:

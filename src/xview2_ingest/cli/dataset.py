@@ -42,11 +42,19 @@ def register(sub: Any) -> None:
         "extract",
         "unpack verified archives safely into DEST",
         "Unpack the downloaded archives at DEST into <split>/{images,labels,targets}, in "
-        "one streamed pass each, refusing anything unsafe. A rerun skips what is in place.",
+        "one streamed pass each, refusing anything unsafe; members are published only once "
+        "the whole archive matched the SHA-1 it was downloaded with. A rerun skips what is "
+        "in place (sizes; --check: contents).",
         cmd_extract,
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="archives (default: all verified)")
     add_extract_options(p)
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="read every extracted file again and compare it with the CRC-32 recorded at "
+        "extraction; what differs is written again from the archive",
+    )
     add_catalog(p)
     add_common(p)
 
@@ -113,7 +121,8 @@ def register(sub: Any) -> None:
         "demo",
         "the whole job on a small synthetic dataset",
         "Make a small synthetic dataset in the real layout, serve it on 127.0.0.1 behind "
-        "expiring signed links, ingest it into DEST and show its statistics.",
+        "expiring signed links, ingest it into DEST (default ./data/xview2-demo, never "
+        "$XVIEW2_DEST; a folder holding real archives is refused) and show its statistics.",
         cmd_demo,
     )
     p.add_argument(
@@ -179,6 +188,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             progress=run.progress,
             remove_archives=args.remove_archives,
             assemble_geotiff=args.assemble_geotiff,
+            check=args.check,
             workers=args.workers,
         )
         return run.finish(report, lambda: show_failures(report))
@@ -292,7 +302,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    check_destination(args, creates=True)
+    if args.dest is not None:  # else its own folder, never $XVIEW2_DEST
+        check_destination(args, creates=True)
     with Session(args) as run:
         report = api.demo(
             args.dest,

@@ -26,6 +26,8 @@ STATE_STYLES = {
     "partial": "cyan",
     "missing": "dim",
     "corrupt": "bold red",  # found by `xview2 verify`: `download` fetches it again
+    "truncated": "bold red",  # another size than verified: `download` fetches it again
+    "extracted": "blue",  # removed after its verified extraction
 }
 
 

@@ -96,6 +96,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
             console = Console()
             console.print(status_table(report, console.width))
+            for f in report.files:  # what is wrong and the command that fixes it
+                if f.detail and f.state != "verified":
+                    console.print(f"{f.name}: {f.state}: {f.detail}", markup=False)
         run.quiet = True  # the table is the output; no summary line under it
         return run.finish(report)
 

@@ -3,6 +3,11 @@
 Synthetic archives in the real layout are made in a temporary folder, served behind
 expiring CloudFront-style signed links by :class:`.server.SignedLinkServer`, and ingested
 (download, verify, extract, index) like real links, with a catalog of their true digests.
+
+The synthetic archives carry the official file names, so the demo never touches real
+data: it has its own folder (:data:`DEMO_DEST`, not ``XVIEW2_DEST``) and refuses a
+destination that holds real archives (:func:`refuse_real_data`).  Where its files stay,
+``status`` does not call them verified: their SHA-1 is not the built-in catalog's.
 """
 
 from __future__ import annotations
@@ -14,10 +19,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog import Catalog
+from ..errors import UsageError
 from ..links import Link, parse_links_text
+from ..manifest import Manifest
+from ..stores import Store
 from ..transfer.digest import Digest
 from .server import SignedLinkServer
 from .synth import make_dataset
+
+DEMO_DEST = "./data/xview2-demo"
+"""Where the demo writes unless told otherwise (never the real dataset's folder)."""
+
+
+def refuse_real_data(store: Store) -> None:
+    """Raise :class:`UsageError` when ``store`` holds an official archive: one recorded
+    with the built-in catalog's SHA-1 (kept or removed after extraction), or present
+    under an official name without a SHA-1 that tells it apart."""
+    official = {e.name: e.sha1 for e in Catalog().official() if e.sha1}
+    files = Manifest(store).files
+    real = [n for n, e in files.items() if official.get(n) and e.get("sha1") == official[n]]
+    real += [n for n, sha1 in official.items() if n not in files and store.size_of(n) is not None]
+    if real:
+        raise UsageError(
+            f"{store.url} holds xView2 archives that may be real ({', '.join(sorted(real))}); "
+            "the demo writes synthetic archives under the same names and never there",
+            hint=f"run `xview2 demo` without --dest (it uses {DEMO_DEST}) or with "
+            "--dest set to an empty folder",
+        )
 
 
 def _write_catalog(paths: list[Path], target: Path) -> None:

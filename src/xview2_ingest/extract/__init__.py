@@ -8,14 +8,16 @@ assert report.ok, report.summary()
 from __future__ import annotations
 
 from ..archive.decode import DECODER
-from .core import Extractor, is_archive
+from .core import Extractor
 from .errors import (
     ArchiveChecksumError,
     ArchiveNotDownloadedError,
+    ArchiveTruncatedError,
     CorruptArchiveError,
     UnsafeArchiveError,
     UnsafeMemberError,
 )
+from .plan import is_archive
 from .report import ArchiveResult, ExtractReport
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "ArchiveChecksumError",
     "ArchiveNotDownloadedError",
     "ArchiveResult",
+    "ArchiveTruncatedError",
     "CorruptArchiveError",
     "ExtractReport",
     "Extractor",

@@ -17,10 +17,22 @@ class ArchiveResult:
     """The archive (``xview2_geotiff.tgz`` for the six GeoTIFF parts)."""
     status: ExtractStatus = "failed"
     members_written: int = 0
+    """Members published in this run (each name once)."""
     members_skipped: int = 0
-    """Members already in place with the right size, from an earlier run."""
+    """Members already in place as the verified extraction recorded them (by size, and
+    by CRC-32 with ``check``)."""
     members_total: int = 0
-    """Regular files in the archive (its member count)."""
+    """Regular files in the archive (its member count, every copy of a repeated name)."""
+    duplicates: int = 0
+    """Earlier copies of a repeated member name, dropped: the last copy wins, as with tar."""
+    members_checked: int = 0
+    """Members read again and compared with their recorded CRC-32 (``check``)."""
+    members_changed: int = 0
+    """Of those, the ones whose bytes differed (written again from the archive)."""
+    verified: bool = False
+    """Every byte read was checked against a SHA-1: the archive's as downloaded (the
+    manifest's), or for the GeoTIFF parts each part's or the whole archive's (the
+    catalog's).  The condition for removing archives."""
     bytes_written: int = 0
     """Member bytes written in this run."""
     archive_bytes: int = 0
@@ -33,6 +45,8 @@ class ArchiveResult:
     """``xview2_geotiff.tgz`` was assembled from its parts in this run."""
     removed: list[str] = field(default_factory=list)
     """Archives deleted after the verified extraction (``remove_archives``)."""
+    kept: list[str] = field(default_factory=list)
+    """Archives not removed although asked: their extraction was not verified."""
     error: XView2Error | None = None
 
     @property
@@ -89,8 +103,14 @@ class ExtractReport:
         mb = self.bytes_written / 1e6
         rate = f", {mb / seconds:.1f} MB/s" if seconds > 0 and mb else ""
         skipped = sum(a.members_skipped for a in self.archives)
+        checked = sum(a.members_checked for a in self.archives)
+        changed = sum(a.members_changed for a in self.archives)
+        kept = sum(len(a.kept) for a in self.archives)
+        notes = f"; {checked:,} checked, {changed:,} differed" if checked else ""
+        if kept:
+            notes += f"; {kept} archive(s) kept: extraction not verified against a SHA-1"
         return (
             f"{len(self.archives)} archive(s): {', '.join(parts) or 'nothing to do'}; "
-            f"{self.members_written:,} member(s) written, {skipped:,} already in place; "
-            f"{mb:,.1f} MB in {seconds:.1f}s{rate} -> {self.dest}"
+            f"{self.members_written:,} member(s) written, {skipped:,} already in place"
+            f"{notes}; {mb:,.1f} MB in {seconds:.1f}s{rate} -> {self.dest}"
         )

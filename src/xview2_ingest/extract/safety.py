@@ -11,12 +11,14 @@ where the data filter repairs instead of refusing:
   accepted here);
 * names: a leading ``/`` is refused (the data filter strips it), as is any ``..``
   component anywhere (the data filter accepts ``a/../b``), a drive letter or backslash
-  (absolute or ambiguous on Windows), a NUL character, an empty name, and names that
-  are not UTF-8.  ``.`` and empty components are dropped (``./train//x`` is
-  ``train/x``), so every accepted name is one canonical relative path and can be an S3
-  key as it is;
+  (absolute or ambiguous on Windows), a control character (NUL, newline, tab, any
+  Unicode ``Cc``: a name with one cannot be shown, listed one per line or recorded in
+  the member index), an empty name, and names that are not UTF-8.  ``.`` and empty
+  components are dropped (``./train//x`` is ``train/x``), so every accepted name is one
+  canonical relative path and can be an S3 key as it is;
 * the destination's own files are reserved: nothing may be written under ``.xview2/``
-  nor over ``manifest.json`` or a downloaded archive;
+  or ``.xview2-staging/`` (where object stores hold members until the archive is
+  verified) nor over ``manifest.json`` or a downloaded archive;
 * permissions as in the data filter: ``mode & 0o755``, the execute bits cleared unless the
   owner may execute, and owner read/write always; ownership is ignored; folder modes are
   ignored.
@@ -43,6 +45,17 @@ from .errors import UnsafeMemberError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 RESERVED_DIR = ".xview2"
+STAGING_DIR = ".xview2-staging"
+"""Members of an archive not yet verified, on object stores (:mod:`.sinks`)."""
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode category ``Cc``: C0 controls, DEL and C1 controls."""
+
+
+def _control_character(name: str) -> str | None:
+    found = _CONTROL.search(name)
+    return f"control character {found.group()!r} in the name" if found else None
 
 
 def data_mode(mode: int) -> int:
@@ -73,6 +86,9 @@ def safe_name(archive: str, member: TarMember, reserved: Container[str] = ()) ->
         raise refuse("empty name")
     if "\0" in raw:
         raise refuse("NUL character in the name")
+    control = _control_character(raw)
+    if control:
+        raise refuse(control)
     if raw.startswith("/"):
         raise refuse("absolute path")
     if "\\" in raw:
@@ -89,8 +105,8 @@ def safe_name(archive: str, member: TarMember, reserved: Container[str] = ()) ->
     if member.is_file and raw.endswith("/"):
         raise refuse("a regular file with a folder name")
     name = "/".join(parts)
-    if parts[0] == RESERVED_DIR:
-        raise refuse("inside the destination's .xview2 work area")
+    if parts[0] in (RESERVED_DIR, STAGING_DIR):
+        raise refuse(f"inside the destination's {parts[0]} work area")
     if name in reserved:
         raise refuse("would overwrite the manifest or a downloaded archive")
     return name

@@ -1,22 +1,32 @@
-"""Where members go: a local folder or any object store, written by a pool of threads.
+"""Where members go: a local folder or any object store, written by a pool of threads,
+and published only once the whole archive is known to be good.
 
 :class:`WriterPool` bounds the member bytes held in memory (read but not yet written) and
 runs the writes on threads, so decoding (one thread, GIL released in the decoder) overlaps
 with the system calls or HTTP requests of the writes.
 
-:class:`LocalSink` serves stores with the :class:`~xview2_ingest.stores.LocalFiles`
-capability (their files are plain files on this machine).  It writes each member to a
-temporary name in its folder and renames it into place, so a member never appears half
-written under its name (an interrupted run leaves at most hidden ``.NAME.XXXXXXXX.tmp``
-files, which the next run removes).  Every folder it creates or enters is checked, once,
-to resolve inside the destination (a symbolic link already at the destination cannot lead
-a member out of it), and files are opened with ``O_EXCL | O_NOFOLLOW``.  No ``fsync`` per
-member: GNU tar does not either, and a member cut short by a crash has the wrong size, so
-the next run writes it again.
+Every member is *staged* first (:meth:`reserve`, then :meth:`write` or
+:meth:`write_stream`, which return the CRC-32 of the bytes written) and *published* by
+:meth:`publish` only after the whole archive stream was checked (its gzip CRC and size,
+and its SHA-1 against the manifest): bytes that are not the archive's never appear under
+a member's name, whatever fails and whenever.  :meth:`discard` drops staged members (a
+failed archive, or an earlier copy of a member whose name comes again: the last copy
+wins, as with tar).
 
-:class:`ObjectSink` serves every other store, through its own ``write_bytes`` (one PUT per
-member; objects appear atomically) and ``put_stream`` for large members; object stores
-have no folders.
+:class:`LocalSink` serves stores with the :class:`~xview2_ingest.stores.LocalFiles`
+capability (their files are plain files on this machine).  A member is staged as a hidden
+``.NAME.XXXXXXXX.tmp`` in its own folder and published by a rename; an interrupted run
+leaves at most such files, which the next run removes.  Every folder it creates or
+enters is checked, once, to resolve inside the destination (a symbolic link already at
+the destination cannot lead a member out of it), and files are opened with
+``O_EXCL | O_NOFOLLOW``.  No ``fsync`` per member: GNU tar does not either; a crash
+before the extraction record is written makes the next run extract the archive again.
+
+:class:`ObjectSink` serves every other store.  A member is staged as an object under
+``.xview2-staging/<archive>/`` (one PUT; ``put_stream`` for large ones) and published by
+a server-side copy where the store has the :class:`~xview2_ingest.stores.Copier`
+capability (else read back and written again), then the staged object is deleted.  What
+that costs against writing each member once: ``docs/benchmarks-extract.md``.
 """
 
 from __future__ import annotations
@@ -26,14 +36,16 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..errors import DestinationError, XView2Error
-from ..stores import LocalFiles, Store, os_error
+from ..stores import Copier, LocalFiles, Store, os_error
 from .errors import UnsafeMemberError
-from .safety import RESERVED_DIR, data_mode
+from .records import crc32
+from .safety import RESERVED_DIR, STAGING_DIR, data_mode
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,28 @@ def _top(name: str) -> str:
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
         view = view[os.write(fd, view) :]
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """One member copy, staged: its name and where its bytes wait (a temporary file's
+    path locally, an object's name under the staging prefix elsewhere)."""
+
+    name: str
+    where: str
+
+
+class _CrcReader:
+    """Reads ``stream`` for a store's ``put_stream``, computing the CRC-32 on the way."""
+
+    def __init__(self, stream: IO[bytes]):
+        self._stream = stream
+        self.crc = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.crc = crc32(data, self.crc)
+        return data
 
 
 class WriterPool:
@@ -155,60 +189,89 @@ class LocalSink:
             self._dirs.add(so_far)
         return path
 
-    def prepare(self, name: str) -> Any:
-        """Main-thread part of a write: the folder of ``name`` (created and checked)."""
-        return self.ensure_dir(name.rpartition("/")[0], name)
-
-    def _tmp(self, folder: str, base: str) -> str:
+    def reserve(self, name: str) -> Staged:
+        """Main-thread part of staging ``name``: its folder (created and checked) and a
+        temporary name in it."""
+        folder = self.ensure_dir(name.rpartition("/")[0], name)
         with self._lock:
             self._counter += 1
             n = self._counter
-        return os.path.join(folder, f".{base}.{(os.getpid() * 65599 + n) & 0xFFFFFFFF:08x}.tmp")
-
-    @contextlib.contextmanager
-    def _publishing(self, name: str, folder: str, mode: int, mtime: float) -> Iterator[int]:
-        """A descriptor on a temporary file that becomes member ``name`` when the block
-        ends; on any error the temporary file is removed instead."""
         base = name.rpartition("/")[2]
-        tmp = self._tmp(folder, base)
+        tmp = f".{base}.{(os.getpid() * 65599 + n) & 0xFFFFFFFF:08x}.tmp"
+        return Staged(name, os.path.join(folder, tmp))
+
+    def _staging(self, staged: Staged, mode: int, mtime: float, fill: Callable[[int], int]) -> int:
+        """Create the temporary file, let ``fill`` write it (returning the CRC-32), set its
+        time; on any error the file is removed."""
         try:
-            fd = os.open(tmp, _OPEN_FLAGS, data_mode(mode))
+            fd = os.open(staged.where, _OPEN_FLAGS, data_mode(mode))
             try:
-                yield fd
+                crc = fill(fd)
                 if _UTIME_FD:
                     os.utime(fd, (mtime, mtime))
             finally:
                 os.close(fd)
             if not _UTIME_FD:
-                os.utime(tmp, (mtime, mtime))
-            os.replace(tmp, os.path.join(folder, base))
+                os.utime(staged.where, (mtime, mtime))
+            return crc
         except OSError as exc:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise os_error(exc, name, f"write into {self.url}") from None
+                os.unlink(staged.where)
+            raise os_error(exc, staged.name, f"write into {self.url}") from None
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(staged.where)
             raise
 
-    def write(self, name: str, folder: str, data: bytes, mode: int, mtime: float) -> None:
-        with self._publishing(name, folder, mode, mtime) as fd:
+    def write(self, staged: Staged, data: bytes, mode: int, mtime: float) -> int:
+        def fill(fd: int) -> int:
             _write_all(fd, memoryview(data))
+            return crc32(data, 0)
+
+        return self._staging(staged, mode, mtime, fill)
 
     def write_stream(
-        self, name: str, folder: str, stream: IO[bytes], size: int, mode: int, mtime: float
-    ) -> None:
-        with self._publishing(name, folder, mode, mtime) as fd:
-            remaining = size
+        self, staged: Staged, stream: IO[bytes], size: int, mode: int, mtime: float
+    ) -> int:
+        def fill(fd: int) -> int:
+            remaining, crc = size, 0
             while remaining:
                 chunk = stream.read(min(remaining, 8 * MiB))
                 if not chunk:
-                    raise DestinationError("the archive ended inside this member", file=name)
+                    raise DestinationError("the archive ended inside this member", file=staged.name)
                 _write_all(fd, memoryview(chunk))
+                crc = crc32(chunk, crc)
                 remaining -= len(chunk)
+            return crc
+
+        return self._staging(staged, mode, mtime, fill)
+
+    def publish(self, staged: Iterable[Staged]) -> None:
+        """Rename every staged member into place (each rename is atomic)."""
+        for item in staged:
+            final = os.path.join(os.path.dirname(item.where), item.name.rpartition("/")[2])
+            try:
+                os.replace(item.where, final)
+            except OSError as exc:
+                raise os_error(exc, item.name, f"publish into {self.url}") from None
+
+    def discard(self, staged: Iterable[Staged]) -> None:
+        for item in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(item.where)
+
+    def forget_created_dirs(self) -> None:
+        """Remove the folders this run created that are still empty."""
+        for rel in reversed(self.created_dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(self.root, rel))
 
     def make_dir(self, name: str) -> None:
         self.ensure_dir(name, name)
+
+    def purge(self, prefix: str) -> None:
+        """Remove what an interrupted run left staged under top-level folder ``prefix``."""
+        self.existing(prefix)
 
     def existing(self, prefix: str) -> dict[str, int]:
         """Regular files (not links) under top-level folder ``prefix`` (or at the root, for
@@ -217,10 +280,10 @@ class LocalSink:
         if not prefix:
             with contextlib.suppress(OSError), os.scandir(self.root) as it:
                 for entry in it:
-                    if entry.is_file(follow_symlinks=False):
+                    if entry.is_file(follow_symlinks=False) and not _TMP.match(entry.name):
                         out[entry.name] = entry.stat(follow_symlinks=False).st_size
             return out
-        if prefix == RESERVED_DIR:
+        if prefix in (RESERVED_DIR, STAGING_DIR):
             return out
         stack = [(os.path.join(self.root, prefix), prefix)]
         while stack:
@@ -247,62 +310,113 @@ class LocalSink:
         for name in names:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.root, name))
-        for rel in reversed(self.created_dirs):
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.join(self.root, rel))
 
 
 class ObjectSink:
-    """Members as objects of any store (S3): one PUT each, multipart for large ones."""
+    """Members as objects of any store (S3): staged under ``.xview2-staging/<archive>/``,
+    published by a copy."""
 
-    def __init__(self, store: Store, archive: str):
+    def __init__(self, store: Store, archive: str, workers: int = 8):
         self.url = store.url
         self.archive = archive
         self._store = store
+        self._workers = max(1, workers)
+        self._prefix = f"{STAGING_DIR}/{archive}/"
+        self._counter = 0
+        self._purged = False
         self.created_dirs: list[str] = []
 
-    def prepare(self, name: str) -> Any:
-        return None
+    def reserve(self, name: str) -> Staged:
+        self._counter += 1
+        return Staged(name, f"{self._prefix}{self._counter:08d}")
 
-    def write(self, name: str, folder: Any, data: bytes, mode: int, mtime: float) -> None:
-        self._store.write_bytes(name, data)
+    def write(self, staged: Staged, data: bytes, mode: int, mtime: float) -> int:
+        self._store.write_bytes(staged.where, data)
+        return crc32(data, 0)
 
     def write_stream(
-        self, name: str, folder: Any, stream: IO[bytes], size: int, mode: int, mtime: float
-    ) -> None:
-        self._store.put_stream(name, stream, size)
+        self, staged: Staged, stream: IO[bytes], size: int, mode: int, mtime: float
+    ) -> int:
+        reader = _CrcReader(stream)
+        self._store.put_stream(staged.where, reader, size)  # type: ignore[arg-type]
+        return reader.crc
+
+    def _each(self, fn: Callable[[Any], None], items: Iterable[Any]) -> None:
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="xview2-publish") as pool:
+            for future in [pool.submit(fn, item) for item in items]:
+                future.result()
+
+    def _publish_one(self, item: Staged) -> None:
+        if isinstance(self._store, Copier):
+            self._store.copy(item.where, item.name)
+            return
+        size = self._store.size_of(item.where)
+        if size is None:
+            raise DestinationError(f"the staged copy {item.where} vanished", file=item.name)
+        with self._store.open_read(item.where) as fh:
+            self._store.put_stream(item.name, fh, size)
+
+    def publish(self, staged: Iterable[Staged]) -> None:
+        """Copy every staged member to its name, then delete the staged objects."""
+        items = list(staged)
+        self._each(self._publish_one, items)
+        self.discard(items)
+
+    def discard(self, staged: Iterable[Staged]) -> None:
+        def delete(item: Staged) -> None:
+            with contextlib.suppress(XView2Error):
+                self._store.delete(item.where)
+
+        self._each(delete, staged)
+
+    def forget_created_dirs(self) -> None:
+        """Object stores have no folders."""
 
     def make_dir(self, name: str) -> None:
         """Object stores have no folders."""
 
-    def existing(self, prefix: str) -> dict[str, int]:
+    def purge(self, prefix: str) -> None:
+        """Delete the staged objects of this archive an interrupted run left (once)."""
+        if self._purged:
+            return
+        self._purged = True
+        leftovers = [Staged("", n) for n, _ in self._list(self._prefix)]
+        if leftovers:
+            log.info("removing %d staged object(s) of an interrupted run", len(leftovers))
+            self.discard(leftovers)
+
+    def _list(self, prefix: str) -> list[tuple[str, int]]:
         try:
-            if prefix:
-                return dict(self._store.list_files(prefix + "/"))
-            return {n: s for n, s in self._store.list_files("") if "/" not in n}
+            return list(self._store.list_files(prefix))
         except XView2Error:
             raise
         except Exception as exc:
             raise DestinationError(f"cannot list {self.url}: {exc}", file=prefix) from None
 
+    def existing(self, prefix: str) -> dict[str, int]:
+        if prefix:
+            return dict(self._list(prefix + "/"))
+        return {n: s for n, s in self._list("") if "/" not in n}
+
     def remove(self, names: Iterable[str]) -> None:
-        with ThreadPoolExecutor(8) as pool:
-            for future in [pool.submit(self._store.delete, n) for n in names]:
-                with contextlib.suppress(XView2Error):
-                    future.result()
+        def delete(name: str) -> None:
+            with contextlib.suppress(XView2Error):
+                self._store.delete(name)
+
+        self._each(delete, names)
 
 
 Sink = LocalSink | ObjectSink
 
 
-def sink_for(store: Store, archive: str) -> Sink:
+def sink_for(store: Store, archive: str, workers: int = 8) -> Sink:
     """Plain files for a store whose files are local (LocalFiles), objects for any other."""
     if isinstance(store, LocalFiles):
         return LocalSink(store.root, store.url, archive)
-    return ObjectSink(store, archive)
+    return ObjectSink(store, archive, workers)
 
 
-def missing_members(sink: Sink, members: dict[str, int]) -> list[str]:
+def missing_members(sink: Sink, members: dict[str, tuple[int, int]]) -> list[str]:
     """Names of ``members`` not present at the destination with their recorded size."""
     by_top: dict[str, list[str]] = {}
     for name in members:
@@ -310,8 +424,16 @@ def missing_members(sink: Sink, members: dict[str, int]) -> list[str]:
     missing = []
     for top, names in by_top.items():
         present = sink.existing(top)
-        missing += [n for n in names if present.get(n) != members[n]]
+        missing += [n for n in names if present.get(n) != members[n][0]]
     return missing
 
 
-__all__ = ["LocalSink", "ObjectSink", "Sink", "WriterPool", "missing_members", "sink_for"]
+__all__ = [
+    "LocalSink",
+    "ObjectSink",
+    "Sink",
+    "Staged",
+    "WriterPool",
+    "missing_members",
+    "sink_for",
+]

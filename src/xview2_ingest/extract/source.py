@@ -5,7 +5,10 @@ are read here one after the other as one stream, so the decoder never knows.  Th
 reads 1 MiB chunks through :meth:`Store.open_read` (a local file or an S3 GET, never a
 local copy), feeds the digests of the whole stream, and hands the chunks to the decoder
 through a small bounded queue, so hashing and network reads overlap with decoding and
-memory stays bounded (``depth`` chunks).
+memory stays bounded (``depth`` chunks).  It also computes the SHA-1 of each file read
+(``part_sha1``), so that the extractor can tell which of the six GeoTIFF parts changed.
+When decoding fails, :meth:`ChainedSource.drain` reads the rest, hashing only, so that a
+damaged archive can be told from an intact one that was never a valid archive.
 
 A broken stream (a network error on S3) is reopened where it stopped: with a ranged read
 where the store has the :class:`~xview2_ingest.stores.RangeReader` capability, else by
@@ -65,6 +68,7 @@ class ChainedSource(io.RawIOBase):
         *,
         archive: str,
         digests: Sequence[str] = (),
+        per_part: bool = False,
         depth: int = 8,
     ):
         super().__init__()
@@ -73,6 +77,10 @@ class ChainedSource(io.RawIOBase):
         self.archive = archive
         self.size = sum(size for _, size in self._parts)
         self._hashes = {algo: hashlib.new(algo) for algo in digests}
+        self._per_part = per_part and len(self._parts) > 1
+        self._whole_is_part = per_part and len(self._parts) == 1 and "sha1" in self._hashes
+        self.part_sha1: dict[str, str] = {}
+        """SHA-1 of each file read to its end (``per_part``)."""
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="xview2-source", daemon=True)
@@ -132,6 +140,7 @@ class ChainedSource(io.RawIOBase):
 
     def _read_part(self, name: str, size: int) -> bool:
         offset, attempt = 0, 0
+        part = hashlib.sha1() if self._per_part else None
         while True:
             fh: IO[bytes] | None = None
             try:
@@ -149,6 +158,8 @@ class ChainedSource(io.RawIOBase):
                         )
                     for h in self._hashes.values():
                         h.update(data)
+                    if part is not None:
+                        part.update(data)
                     if not self._put(data):
                         return False
                     attempt = 0
@@ -177,6 +188,10 @@ class ChainedSource(io.RawIOBase):
                     file=name,
                     hint="the file changed since it was downloaded; download it again",
                 )
+            if part is not None:
+                self.part_sha1[name] = part.hexdigest()
+            elif self._whole_is_part:  # one file: its SHA-1 is the whole stream's
+                self.part_sha1[name] = self._hashes["sha1"].hexdigest()
             return True
 
     # -- consumer side (the decoder) ---------------------------------------------------
@@ -234,6 +249,19 @@ class ChainedSource(io.RawIOBase):
                 "data after the end of the archive", file=self.archive, hint=CORRUPT_HINT
             )
         self._thread.join()
+        return {algo: h.hexdigest() for algo, h in self._hashes.items()}
+
+    def drain(self) -> dict[str, str] | None:
+        """After the decoder failed: read the rest of the stream (hashing only) and return
+        the digests of the whole, or None when the files cannot be read to their end."""
+        try:
+            self._chunk = memoryview(b"")
+            while self._next_chunk():
+                self._chunk = memoryview(b"")
+            self._thread.join()
+        except XView2Error as exc:
+            log.info("%s cannot be read to its end either: %s", self.archive, exc)
+            return None
         return {algo: h.hexdigest() for algo, h in self._hashes.items()}
 
     def close(self) -> None:

@@ -1,5 +1,15 @@
 """``build_index``: label files (extracted, or straight from the archives) to Parquet.
 
+The index covers exactly the verified dataset.  From the extracted tree it indexes the
+label members recorded by verified extractions (:mod:`xview2_ingest.extract.records`)
+whose archives are still, per the manifest, the ones extracted; other label files found
+under the label folders (left by a demo, copied by hand) are *stray*: listed in the
+report, never indexed.  A tree with no extraction record at all (extracted by another
+tool) is indexed as found, and the report says so (``verified`` is False).  From the
+archives, each archive's SHA-1 is computed in the same pass and must be the manifest's;
+if not, nothing is published.  Either way ``index.json`` names the archives (name and
+SHA-1) the index was built from.
+
 The work is a pipeline: the parent lists the label files in a fixed order (or streams them
 out of the archives, through the same safe reader as extraction, :mod:`xview2_ingest.archive`)
 and cuts them into batches; worker processes read and parse each
@@ -13,6 +23,7 @@ atomic rename, any other store by :meth:`Store.put_stream`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -28,14 +39,18 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import IO, Any, Literal
 
 import pyarrow as pa
 
-from ..archive import CountingReader, TarStream, open_decoded
+from ..archive import CorruptArchiveError, CountingReader, TarStream, open_decoded
 from ..archive.errors import CHECK_HINT
 from ..errors import DestinationError, ExitCode, XView2Error
 from ..events import Event, ProgressCallback, no_progress
+from ..extract import records
+from ..extract.errors import ArchiveChecksumError, fetch_again
+from ..extract.plan import archive_of, is_archive
+from ..manifest import Manifest
 from ..settings import dest_setting
 from ..stores import LocalFiles, Store, open_store
 from . import tables
@@ -78,6 +93,12 @@ class IndexReport:
     """Files written, relative to the destination."""
     seconds: float = 0.0
     label_bytes: int = 0
+    archives: list[dict[str, object]] = field(default_factory=list)
+    """The archives the index was built from: ``{"name", "sha1"}``."""
+    stray: list[str] = field(default_factory=list)
+    """Label files in the tree that no verified extraction recorded: not indexed."""
+    verified: bool = True
+    """False when the tree had no extraction record and was indexed as found."""
 
     @property
     def ok(self) -> bool:
@@ -90,6 +111,10 @@ class IndexReport:
 
     def summary(self) -> str:
         skipped = f"; {len(self.skipped)} label file(s) skipped" if self.skipped else ""
+        if self.stray:
+            skipped += f"; {len(self.stray)} stray label file(s) not indexed"
+        if not self.verified:
+            skipped += "; no verified extraction recorded: indexed the tree as found"
         return (
             f"indexed {self.images:,} images ({self.pairs:,} pre/post pairs) and "
             f"{self.buildings:,} buildings from {self.label_bytes / 1e6:,.1f} MB of labels "
@@ -108,6 +133,9 @@ class IndexReport:
             "outputs": self.outputs,
             "seconds": round(self.seconds, 3),
             "label_bytes": self.label_bytes,
+            "archives": self.archives,
+            "verified": self.verified,
+            "stray": self.stray,
         }
 
 
@@ -147,9 +175,9 @@ def build_index(
                     f"no xView2 archive in {store.url}", hint="download the archives first"
                 )
             total = sum(size for _, size in archives)
-            tasks: Iterator[Task] = _archive_tasks(store, archives)
+            tasks: Iterator[Task] = _archive_tasks(store, archives, report)
         else:
-            names = _label_names(store)
+            names = _label_names(store, report)
             if not names:
                 raise NoLabelsError(
                     f"no label files under {store.url}/<split>/labels",
@@ -229,17 +257,64 @@ def _count_phases(keys: dict[tuple[str, str, str], int], batch: Batch) -> None:
 # ------------------------------------------------------------------------------ sources
 
 
-def _label_names(store: Store) -> list[tuple[str, int]]:
+def _label_names(store: Store, report: IndexReport) -> list[tuple[str, int]]:
+    """The label files to index: those recorded by verified extractions, present with
+    their recorded size (others are reported as skipped, the unrecorded as stray)."""
     prefixes = [f"{s}/labels" for s in SPLITS] + [f"geotiffs/{t}/labels" for t in GEOTIFF_TIERS]
-    names: list[tuple[str, int]] = []
+    found: list[tuple[str, int]] = []
     for prefix in prefixes:
         if isinstance(store, LocalFiles):
-            found = _scan(store.root / prefix, prefix)
+            here = _scan(store.root / prefix, prefix)
         else:
-            found = [(n, size) for n, size in store.list_files(prefix + "/") if is_label_path(n)]
-        log.debug("%d label files under %s", len(found), prefix)
-        names.extend(sorted(found))
-    return names
+            here = [(n, size) for n, size in store.list_files(prefix + "/") if is_label_path(n)]
+        log.debug("%d label files under %s", len(here), prefix)
+        found.extend(sorted(here))
+    recorded = _verified_labels(store, report)
+    if recorded is None:
+        report.verified = False
+        log.warning("no verified extraction is recorded at %s: indexing it as found", store.url)
+        return found
+    present = dict(found)
+    report.stray = [n for n, _ in found if n not in recorded]
+    for name in report.stray[:20]:
+        log.warning("stray label file (no verified extraction recorded it): %s", name)
+    for name, size in recorded.items():
+        if present.get(name) != size:
+            why = "absent" if name not in present else f"{present[name]:,} bytes, not {size:,}"
+            report.skipped.append((name, f"{why}; run `xview2 extract` to restore it"))
+    return [(n, size) for n, size in found if recorded.get(n) == size]
+
+
+def _verified_labels(store: Store, report: IndexReport) -> dict[str, int] | None:
+    """Label members (name -> size) of the verified extractions whose archives are, per
+    the manifest, still the ones extracted; None when no extraction record exists."""
+    manifest = Manifest(store).files
+    archives = dict.fromkeys(archive_of(n) for n in sorted(manifest) if is_archive(n))
+    labels: dict[str, int] = {}
+    seen = False
+    for archive in archives:
+        record = records.load(store, archive)
+        if record is None:
+            continue
+        seen = True
+        index = records.load_index(store, record)
+        if not record.verified or index is None or not _still_current(record, manifest):
+            log.warning("not indexing %s: its extraction is not verified or not current", archive)
+            continue
+        report.archives.append({"name": archive, "sha1": record.sha1})
+        labels.update({n: size for n, (size, _) in index.items() if is_label_path(n)})
+    return labels if seen else None
+
+
+def _still_current(record: records.ExtractionRecord, manifest: dict[str, dict]) -> bool:
+    """Every file the extraction read is still in the manifest, with the same SHA-1 and
+    not marked corrupt (a later download of another file would have replaced it)."""
+    for source in record.sources:
+        entry = manifest.get(source["name"])
+        sha1 = source.get("sha1") or (record.sha1 if len(record.sources) == 1 else None)
+        if not entry or entry.get("corrupt") or (sha1 and entry.get("sha1") != sha1):
+            return False
+    return True
 
 
 def _scan(folder: Path, prefix: str) -> list[tuple[str, int]]:
@@ -282,10 +357,47 @@ def _tree_tasks(names: list[tuple[str, int]]) -> Iterator[Task]:
         yield ("tree", batch, size)
 
 
-def _archive_tasks(store: Store, archives: list[tuple[str, int]]) -> Iterator[Task]:
-    """Label members of each archive, read in one forward pass (nothing extracted)."""
+class _Hashing(CountingReader):
+    """A :class:`CountingReader` that also computes the SHA-1 of what it hands over
+    (every byte, the sniffed head included, passes through ``readinto``)."""
+
+    def __init__(self, raw: IO[bytes]):
+        super().__init__(raw)
+        self.sha1 = hashlib.sha1()
+
+    def readinto(self, buffer: Any) -> int:
+        got = super().readinto(buffer)
+        self.sha1.update(memoryview(buffer)[:got])
+        return got
+
+
+def _check_sha1(
+    store: Store, manifest: Manifest, archive: str, sha1: str, detail: str = ""
+) -> str | None:
+    """The manifest's SHA-1 of ``archive`` (None if unknown); an archive whose bytes no
+    longer have it is marked corrupt and refused."""
+    expected = (manifest.get(archive) or {}).get("sha1")
+    if expected and sha1 != expected:
+        manifest.mark_corrupt(archive, {"sha1": sha1})
+        raise ArchiveChecksumError(
+            archive,
+            "sha1",
+            expected,
+            sha1,
+            detail=detail,
+            hint="nothing was indexed; " + fetch_again(store.url),
+        )
+    return expected
+
+
+def _archive_tasks(
+    store: Store, archives: list[tuple[str, int]], report: IndexReport
+) -> Iterator[Task]:
+    """Label members of each archive, read in one forward pass (nothing extracted), with
+    the archive's SHA-1 checked against the manifest at its end."""
+    manifest = Manifest(store)
     for archive, _size in archives:
-        raw = CountingReader(store.open_read(archive))
+        raw = _Hashing(store.open_read(archive))
         last = 0
         batch: list[tuple[str, bytes | Exception, str | None]] = []
         size = 0
@@ -310,6 +422,12 @@ def _archive_tasks(store: Store, archives: list[tuple[str, int]]) -> Iterator[Ta
                     yield ("data", batch, raw.count - last)
                     last, batch, size = raw.count, [], 0
             tar.drain()
+        except CorruptArchiveError as exc:  # damaged since download, or never an archive?
+            with contextlib.suppress(Exception):
+                while raw.read(1 << 20):
+                    pass
+                _check_sha1(store, manifest, archive, raw.sha1.hexdigest(), exc.message)
+            raise
         except XView2Error:
             raise
         except Exception as exc:  # network errors of the store's stream
@@ -319,6 +437,9 @@ def _archive_tasks(store: Store, archives: list[tuple[str, int]]) -> Iterator[Ta
         finally:
             with contextlib.suppress(Exception):
                 raw.close()
+        sha1 = raw.sha1.hexdigest()
+        expected = _check_sha1(store, manifest, archive, sha1)
+        report.archives.append({"name": archive, "sha1": sha1, "verified": bool(expected)})
         if batch or raw.count > last:
             yield ("data", batch, raw.count - last)
 

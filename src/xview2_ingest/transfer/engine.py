@@ -600,7 +600,8 @@ class TransferEngine:
     def already_there(self, link: Link, entry: CatalogEntry) -> FileResult | None:
         if self.options.force or self.manifest.is_corrupt(link.name):  # verify found it bad
             return None
-        if not self.manifest.is_published(link.name):
+        extracted = self.manifest.is_removed(link.name)  # removed after its verified extraction
+        if not extracted and not self.manifest.is_published(link.name):
             return None
         recorded = self.manifest.get(link.name) or {}
         expected = entry.expected_digests()
