@@ -272,7 +272,12 @@ class Extractor:
                 staged[name], sizes[name] = item, member.size
                 if member.size <= self.inline_max:
                     held = pool.acquire(member.size)
-                    pool.submit(held, write, item, tar.read_data(), member.mode, member.mtime)
+                    try:
+                        data = tar.read_data()
+                    except BaseException:
+                        pool.release(held)  # no write will come for it
+                        raise
+                    pool.submit(held, write, item, data, member.mode, member.mtime)
                 else:
                     crcs[item] = sink.write_stream(
                         item, tar.data_reader(), member.size, member.mode, member.mtime

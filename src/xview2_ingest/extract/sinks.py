@@ -114,6 +114,13 @@ class WriterPool:
             self._held += amount
         return amount
 
+    def release(self, amount: int) -> None:
+        """Give back room reserved by :meth:`acquire` for a write that will not happen
+        (reading the member failed), so that :meth:`drain` does not wait for it."""
+        with self._cond:
+            self._held -= amount
+            self._cond.notify_all()
+
     def submit(self, amount: int, fn: Callable[..., Any], *args: Any) -> None:
         future = self._executor.submit(fn, *args)
         future.add_done_callback(lambda f: self._release(f, amount))
