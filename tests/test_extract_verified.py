@@ -415,3 +415,20 @@ def test_index_skips_extractions_of_archives_replaced_since(tmp_path: Path, data
     report = build_index(dest, workers=1)
     assert [a["name"] for a in report.archives] == [TRAIN]
     assert report.stray and all(n.startswith("test/labels/") for n in report.stray)
+
+
+@pytest.mark.timeout(120)
+def test_an_archive_ending_inside_a_small_member_is_given_up(where: Where) -> None:
+    """Reading a member held in memory fails: the room reserved for it is given back,
+    so dropping what was staged does not wait for a write that never comes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:  # plain tar: the cut lands exactly
+        for i in range(3):
+            info = tarfile.TarInfo(f"train/labels/m{i}.json")
+            info.size = 100_000
+            tar.addfile(info, io.BytesIO(bytes([i]) * info.size))
+    cut = buf.getvalue()[: 512 * 2 + 100_000 + 512 + 50_000]  # inside the second member
+    publish(where.store, TRAIN, cut)
+    error = where.extract([TRAIN]).archives[0].error
+    assert error is not None and "ends in the middle of a member" in str(error)
+    assert where.tree() == {}
