@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from ..errors import DestinationError, UsageError
-from .base import PendingUpload
+from .base import PendingUpload, UnreadableParts
 from .statecopy import LocalStateCopy, RemoteState
 
 try:
@@ -134,7 +134,7 @@ def _service(account: str | None, endpoint_url: str | None, max_connections: int
     return BlobServiceClient(url, credential=credential, **options)
 
 
-class AzureUpload:
+class AzureUpload(UnreadableParts):
     """One file as staged blocks of its own blob, committed by :meth:`publish`."""
 
     def __init__(self, store: AzureStore, name: str, size: int, part_size: int):
@@ -222,23 +222,6 @@ class AzureUpload:
             raise _error(exc, self.name, f"stage part {index + 1} in", self._store.url) from None
         with self._lock:
             self._done.add(index)
-
-    def read_part(self, index: int, into: memoryview) -> bool:
-        return False  # the engine fetches a done part again rather than reading it back
-
-    def confirm_part(self, index: int, data: memoryview) -> bool:
-        """Send the part again, always: the stored checksum could be matched by a source
-        serving other bytes under the same name (only the few parts re-hashed after a
-        stop or a crash come here)."""
-        self.write_part(index, data)
-        return False
-
-    def keep_partial(self, index: int, data: memoryview) -> int:
-        """Pieces of parts are not kept: only whole staged blocks survive a stop."""
-        return 0
-
-    def kept_parts(self) -> dict[int, int]:
-        return {}
 
     def load_state(self) -> dict[str, Any] | None:
         return self._engine_state

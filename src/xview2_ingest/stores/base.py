@@ -103,6 +103,31 @@ class Upload(Protocol):
         ...
 
 
+class UnreadableParts:
+    """The part-reading half of :class:`Upload` for a remote store whose persisted parts
+    are not read back (GCS part objects, Azure staged blocks): a part hashed again is
+    always sent again, and pieces of parts are not kept across a stop."""
+
+    def write_part(self, index: int, data: memoryview) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def read_part(self, index: int, into: memoryview) -> bool:
+        return False  # the engine fetches a done part again rather than reading it back
+
+    def confirm_part(self, index: int, data: memoryview) -> bool:
+        """Send the part again, always: the stored checksum could be matched by a source
+        serving other bytes under the same name (only the few parts re-hashed after a
+        stop or a crash come here)."""
+        self.write_part(index, data)
+        return False
+
+    def keep_partial(self, index: int, data: memoryview) -> int:
+        return 0
+
+    def kept_parts(self) -> dict[int, int]:
+        return {}
+
+
 @runtime_checkable
 class Store(Protocol):
     url: str

@@ -36,7 +36,7 @@ from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote
 
 from ..errors import DestinationError, UsageError
-from .base import PendingUpload
+from .base import PendingUpload, UnreadableParts
 from .statecopy import LocalStateCopy, RemoteState
 
 try:
@@ -125,7 +125,7 @@ def _checked(response: requests.Response) -> requests.Response:
     return response
 
 
-class GCSUpload:
+class GCSUpload(UnreadableParts):
     """One file as part objects, composed into its final name by :meth:`publish`."""
 
     def __init__(self, store: GCSStore, name: str, size: int, part_size: int):
@@ -193,23 +193,6 @@ class GCSUpload:
             raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
         with self._lock:
             self._parts[index] = generation
-
-    def read_part(self, index: int, into: memoryview) -> bool:
-        return False  # the engine fetches a done part again rather than reading it back
-
-    def confirm_part(self, index: int, data: memoryview) -> bool:
-        """Send the part again, always: the stored checksum could be matched by a source
-        serving other bytes under the same name (only the few parts re-hashed after a
-        stop or a crash come here)."""
-        self.write_part(index, data)
-        return False
-
-    def keep_partial(self, index: int, data: memoryview) -> int:
-        """Pieces of parts are not kept: only whole part objects survive a stop."""
-        return 0
-
-    def kept_parts(self) -> dict[int, int]:
-        return {}
 
     def load_state(self) -> dict[str, Any] | None:
         return self._engine_state
