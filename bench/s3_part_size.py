@@ -1,8 +1,9 @@
 """S3 part size against the naive way, interleaved: 1 GiB from nginx (unthrottled) to a
-fresh moto per run, xview2 with its default parts and with ``--part-size-mb 16``, another
-checkout's xview2 (``--before SRC``), and ``requests`` -> ``upload_fileobj``; medians::
+fresh moto per run, xview2 with its default parts and with each ``--part-size-mb`` given,
+another checkout's xview2 (``--before SRC``), and ``requests`` -> ``upload_fileobj``;
+medians::
 
-    python bench/s3_part_size.py --rounds 3 --before OTHER_CHECKOUT/src
+    python bench/s3_part_size.py --rounds 3 --sizes 8 16 --before OTHER_CHECKOUT/src
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", help="src folder of another checkout to compare")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[16], help="part sizes, MiB")
     args = parser.parse_args()
     f = make_file(GiB)
     warm(f.path)
@@ -33,7 +35,7 @@ def main() -> None:
     me = [sys.executable, "-m", "xview2_ingest.cli"]
     variants: dict[str, tuple[list[str] | None, dict[str, str]]] = {
         "xview2 (default parts)": (me, {}),
-        "xview2 --part-size-mb 16": ([*me, "--part-size-mb", "16"], {}),
+        **{f"xview2 --part-size-mb {n}": ([*me, "--part-size-mb", str(n)], {}) for n in args.sizes},
         "naive": (None, {}),
     }
     if args.before:
