@@ -138,11 +138,14 @@ def test_commands_start_without_the_heavy_libraries() -> None:
         "print(','.join(heavy))\n"
         "xview2_ingest.build_index, xview2_ingest.make_layout, xview2_ingest.DatasetStats\n"
         "print('numpy' in sys.modules and 'pyarrow' in sys.modules)\n"
+        "import xview2_ingest.demo.server\n"
+        "print(callable(xview2_ingest.demo))\n"  # the function, not the subpackage
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split("\n")
     assert out[0] == "", f"imported at start: {out[0]}"
     assert out[1] == "True"
+    assert out[2] == "True"
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         _ = xview2_ingest.nothing_here  # type: ignore[attr-defined]

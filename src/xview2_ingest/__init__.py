@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+# ``demo`` names both a subpackage and the function below.  The (empty) subpackage is
+# loaded first: loading it later, with its modules on first use, would rebind the name.
+from . import demo as demo_package  # noqa: F401
 from .api import (
     INCLUDE_CHOICES,
     LAYOUT_KINDS,
