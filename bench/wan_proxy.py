@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
+LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 CHUNK = 1024 * 1024
 QUEUE_BYTES = 512 * 1024
 """Bytes a direction may hold beyond its bandwidth-delay product (the bottleneck's queue)."""
@@ -158,14 +160,18 @@ async def serve(port: int, upstream: tuple[str, int], rtt: float, rate: float | 
 class WanProxy:
     """The proxy as a child process (its CPU is its own), stopped by its PID."""
 
-    def __init__(self, upstream_port: int, rtt_ms: float, rate_mib: float | None) -> None:
+    def __init__(
+        self, upstream_port: int, rtt_ms: float, rate_mib: float | None, loop: str = LOOP
+    ) -> None:
         self.upstream_port, self.rtt_ms, self.rate_mib = upstream_port, rtt_ms, rate_mib
+        self.loop = loop
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> WanProxy:
         argv = [sys.executable, str(Path(__file__).resolve()), "--upstream"]
         argv += [f"{HOST}:{self.upstream_port}", "--rtt-ms", str(self.rtt_ms)]
+        argv += ["--loop", self.loop]
         if self.rate_mib:
             argv += ["--rate-mib", str(self.rate_mib)]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -208,13 +214,25 @@ def main() -> int:
     parser.add_argument(
         "--rate-mib", type=float, default=None, help="cap per connection, MiB/s (default: none)"
     )
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default=LOOP,
+        help=f"event loop (default {LOOP}: uvloop when installed, which costs less CPU)",
+    )
     args = parser.parse_args()
     host, _, port = args.upstream.rpartition(":")
     if host != HOST:
         parser.error("the upstream must be on 127.0.0.1")
     rate = args.rate_mib * (1 << 20) if args.rate_mib else None
     started = time.monotonic()
-    asyncio.run(serve(args.port, (host, int(port)), args.rtt_ms / 1000, rate))
+    main = serve(args.port, (host, int(port)), args.rtt_ms / 1000, rate)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
     print(f"ran {time.monotonic() - started:.1f}s", flush=True)
     return 0
 

@@ -4,7 +4,11 @@ only, no private names borrowed across modules, modules of a readable size."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import xview2_ingest
 
@@ -123,3 +127,25 @@ def test_public_api_covers_the_pipeline() -> None:
 def test_modules_stay_readable() -> None:
     long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_commands_start_without_the_heavy_libraries() -> None:
+    """A download imports neither pyarrow, numpy nor werkzeug: the index, preparation
+    and demo stages load them when used, and their public names still resolve."""
+    probe = (
+        "import sys, xview2_ingest, xview2_ingest.cli.app\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'numpy', 'werkzeug'})\n"
+        "print(','.join(heavy))\n"
+        "xview2_ingest.build_index, xview2_ingest.make_layout, xview2_ingest.DatasetStats\n"
+        "print('numpy' in sys.modules and 'pyarrow' in sys.modules)\n"
+        "import xview2_ingest.demo.server\n"
+        "print(callable(xview2_ingest.demo))\n"  # the function, not the subpackage
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == "", f"imported at start: {out[0]}"
+    assert out[1] == "True"
+    assert out[2] == "True"
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = xview2_ingest.nothing_here  # type: ignore[attr-defined]

@@ -408,10 +408,10 @@ def test_stats_bands(dest: Path) -> None:
 
 
 def test_the_api_exports_one_entry_for_each_step() -> None:
-    from xview2_ingest import api, prepare
+    from xview2_ingest import prepare
 
     for name in ("make_targets", "count_pixels", "make_splits", "make_layout"):
-        assert getattr(x, name) is getattr(api, name) is getattr(prepare, name)
+        assert getattr(x, name) is getattr(prepare, name)
         assert name in x.__all__
     for name in ("TargetsReport", "PixelsReport", "SplitsReport", "LayoutReport"):
         assert getattr(x, name) is getattr(prepare, name) and name in x.__all__

@@ -109,6 +109,31 @@ def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
     assert max(last - first + 1 for first, last in ranges) >= 4 * PART
 
 
+def test_parts_far_ahead_of_the_digest_wait_on_disk(
+    tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Locally, parts landed far ahead of the digest give up their buffers and are read
+    back from the partial file when their turn comes: long spans in a small budget, and
+    the published file is still exactly the bytes hashed."""
+    root, data, catalog = _serve(tmp_path, 48 * MiB, seed)
+    caplog.set_level(logging.INFO, logger="xview2_ingest.transfer.spans")
+    with SignedLinkServer(root, faults=Faults(latency=0.05, rate=12 * MiB)) as srv:
+        report = download(
+            [srv.url_for("f.tar.gz")],
+            tmp_path / "dest",
+            catalog=catalog,
+            connections=4,
+            part_size=PART,
+            memory_mb=16,
+        )
+        ranges = _ranges(srv)
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    said = [r.getMessage() for r in caplog.records if "hashed from the store" in r.getMessage()]
+    assert said and not said[0].endswith(" 0 parts hashed from the store"), said
+    assert max(last - first + 1 for first, last in ranges) > span_parts(16 * MiB, PART, 4) * PART
+
+
 @pytest.mark.parametrize("resets", [1, 5])
 def test_resets_mid_span_give_a_byte_identical_file(tmp_path: Path, seed: int, resets: int) -> None:
     root, data, catalog = _serve(tmp_path, 6 * MiB, seed)

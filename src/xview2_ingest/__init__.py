@@ -18,29 +18,24 @@ Every function returns a report satisfying :class:`Report` (``ok``, ``exit_code`
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+# ``demo`` names both a subpackage and the function below.  The (empty) subpackage is
+# loaded first: loading it later, with its modules on first use, would rebind the name.
+from . import demo as demo_package  # noqa: F401
 from .api import (
     INCLUDE_CHOICES,
     LAYOUT_KINDS,
     FreshLinks,
-    LayoutReport,
-    PixelsReport,
-    SplitsReport,
-    TargetsReport,
-    build_index,
     clean,
-    count_pixels,
     dataset_stats,
     demo,
     download,
     extract,
     import_archives,
     ingest,
-    make_layout,
-    make_splits,
-    make_targets,
     open_destination,
     plan_download,
     status,
@@ -50,8 +45,7 @@ from .catalog import Catalog, CatalogEntry, load_catalog
 from .errors import ExitCode, XView2Error
 from .events import Event, ProgressCallback
 from .extract.report import ArchiveResult, ExtractReport
-from .index.build import IndexReport
-from .index.stats import DatasetStats
+from .lazy import lazy_names
 from .links import Link, parse_links_text, read_links
 from .reports import (
     CleanReport,
@@ -69,6 +63,44 @@ from .reports import (
     VerifyResult,
 )
 from .transfer.stopping import graceful_signals
+
+if TYPE_CHECKING:
+    from .index.build import IndexReport, build_index
+    from .index.stats import DatasetStats
+    from .prepare import (
+        LayoutReport,
+        PixelsReport,
+        SplitsReport,
+        TargetsReport,
+        count_pixels,
+        make_layout,
+        make_splits,
+        make_targets,
+    )
+
+# The index and preparation stages bring pyarrow and numpy: loaded with the first of
+# these names a program uses, not by every command (see .lazy).
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "IndexReport": ".index.build",
+        "build_index": ".index.build",
+        "DatasetStats": ".index.stats",
+        **dict.fromkeys(
+            [
+                "LayoutReport",
+                "PixelsReport",
+                "SplitsReport",
+                "TargetsReport",
+                "count_pixels",
+                "make_layout",
+                "make_splits",
+                "make_targets",
+            ],
+            ".prepare",
+        ),
+    },
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

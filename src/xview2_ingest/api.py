@@ -13,31 +13,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog
-from .demo.run import DEMO_DEST, refuse_real_data, served_demo
 from .errors import UsageError
 from .events import Event, ProgressCallback, no_progress
 from .extract.core import Extractor
 from .extract.report import ExtractReport
 from .importing import Importer
-from .index.build import build_index
-from .index.stats import DatasetStats, compute_stats
 from .links import Link, check_distinct, read_links
 from .manifest import Manifest
-from .prepare import KINDS as LAYOUT_KINDS
-from .prepare import (
-    LayoutReport,
-    PixelsReport,
-    SplitsReport,
-    TargetsReport,
-    count_pixels,
-    make_layout,
-    make_splits,
-    make_targets,
-)
-from .prepare.layout import LayoutKind
+from .prepare.kinds import KINDS as LAYOUT_KINDS
+from .prepare.kinds import LayoutKind
 from .reports import (
     CleanReport,
     DownloadPlan,
@@ -65,25 +52,19 @@ from .transfer.http import RetryPolicy
 from .transfer.plan import plan_download as _plan_download
 from .verification import Verifier
 
+if TYPE_CHECKING:
+    from .index.stats import DatasetStats
+
 __all__ = [
     "INCLUDE_CHOICES",
     "LAYOUT_KINDS",
     "FreshLinks",
-    "LayoutReport",
-    "PixelsReport",
-    "SplitsReport",
-    "TargetsReport",
-    "build_index",
     "clean",
-    "count_pixels",
     "dataset_stats",
     "demo",
     "download",
     "extract",
     "ingest",
-    "make_layout",
-    "make_splits",
-    "make_targets",
     "open_destination",
     "status",
 ]
@@ -345,6 +326,8 @@ def dataset_stats(
     """Pairs and buildings per split, disaster and damage class, from the index;
     ``bands`` adds the per-split, per-band mean and standard deviation of the images
     (reused from ``index/bands.json`` while the images are unchanged)."""
+    from .index.stats import compute_stats  # pyarrow: loaded when asked for (see .lazy)
+
     return compute_stats(
         dest_setting(dest),
         endpoint_url=endpoint_url,
@@ -398,6 +381,9 @@ def ingest(
     download; ``from_archives`` indexes the labels straight from the archives instead of
     extracting them (and so cannot make targets or a layout).
     """
+    from .index.build import build_index  # pyarrow, numpy: loaded when asked for
+    from .prepare import count_pixels, make_targets
+
     wanted = _check_ingest_request(
         extract_archives, from_archives, targets, layout, include, val_fraction, folds, val_fold
     )
@@ -469,6 +455,8 @@ def _ready_stages(
     seed: int,
 ) -> list[tuple[str, Callable[[], Report]]]:
     """The ``splits`` and ``layout`` stages of :func:`ingest`, as asked for."""
+    from .prepare import make_layout, make_splits
+
     stages: list[tuple[str, Callable[[], Report]]] = []
     split = val_fraction is not None or folds is not None
     tier3 = "tier3" in wanted
@@ -652,6 +640,8 @@ def demo(
         raise UsageError(f"--pairs must be at least 1 (got {pairs})")
     if ttl <= 0:
         raise UsageError(f"--ttl must be positive (got {ttl})")
+    from .demo.run import DEMO_DEST, refuse_real_data, served_demo  # werkzeug
+
     emit = progress or no_progress
     target = str(dest) if dest is not None else DEMO_DEST
     refuse_real_data(open_destination(target, endpoint_url=endpoint_url))

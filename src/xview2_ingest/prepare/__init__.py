@@ -15,12 +15,33 @@ and returns a report with ``ok``, ``exit_code``, ``summary()`` and ``to_dict()``
 
 from __future__ import annotations
 
-from .bands import BANDS_FILE, BandStats, BandStatsReport, band_stats
-from .layout import KINDS, LayoutReport, make_layout
-from .pixels import PixelsReport, count_pixels
-from .raster import IGNORE, UNCLASSIFIED_DEFAULT, MaskRule, MissingDependencyError
-from .splits import SPLITS_FILE, SplitsReport, make_splits
-from .targets import TargetsReport, make_targets
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_names
+from .kinds import KINDS
+
+if TYPE_CHECKING:
+    from .bands import BANDS_FILE, BandStats, BandStatsReport, band_stats
+    from .layout import LayoutReport, make_layout
+    from .pixels import PixelsReport, count_pixels
+    from .raster import IGNORE, UNCLASSIFIED_DEFAULT, MaskRule, MissingDependencyError
+    from .splits import SPLITS_FILE, SplitsReport, make_splits
+    from .targets import TargetsReport, make_targets
+
+# numpy and pyarrow load with the first of these a program uses (see ..lazy)
+__getattr__ = lazy_names(
+    __name__,
+    {
+        **dict.fromkeys(["BANDS_FILE", "BandStats", "BandStatsReport", "band_stats"], ".bands"),
+        **dict.fromkeys(["LayoutReport", "make_layout"], ".layout"),
+        **dict.fromkeys(["PixelsReport", "count_pixels"], ".pixels"),
+        **dict.fromkeys(
+            ["IGNORE", "UNCLASSIFIED_DEFAULT", "MaskRule", "MissingDependencyError"], ".raster"
+        ),
+        **dict.fromkeys(["SPLITS_FILE", "SplitsReport", "make_splits"], ".splits"),
+        **dict.fromkeys(["TargetsReport", "make_targets"], ".targets"),
+    },
+)
 
 __all__ = [
     "BANDS_FILE",

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,12 +37,11 @@ from ..events import Event, ProgressCallback, no_progress
 from ..settings import dest_setting
 from ..stores import Copier, LocalFiles, Store, open_store
 from .common import listing
+from .kinds import KINDS, LayoutKind
 from .splits import SPLITS_FILE
 
 log = logging.getLogger(__name__)
 
-LayoutKind = Literal["torchgeo", "images-masks"]
-KINDS: tuple[LayoutKind, ...] = ("torchgeo", "images-masks")
 DEFAULT_OUT = {"torchgeo": "layouts/torchgeo", "images-masks": "layouts/images-masks"}
 COPY_THREADS = 16
 _SUFFIXES = ("_pre_disaster", "_post_disaster")

@@ -11,6 +11,7 @@ from .base import (
     PartReader,
     PendingUpload,
     RangeReader,
+    RereadableParts,
     Store,
     Upload,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "PartReader",
     "PendingUpload",
     "RangeReader",
+    "RereadableParts",
     "Store",
     "Upload",
     "open_store",

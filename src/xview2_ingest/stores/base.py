@@ -7,7 +7,8 @@ order, checkpoints its own resume state through the upload, and finally publishe
 :meth:`Upload.publish`.
 
 What a store can do beyond that is declared by the small capability protocols below
-(:class:`RangeReader`, :class:`Composer`, :class:`Copier`, :class:`LocalFiles`), which
+(:class:`RangeReader`, :class:`Composer`, :class:`Copier`, :class:`LocalFiles`, and
+:class:`RereadableParts` of an upload), which
 callers check with ``isinstance``; never by the concrete class or ``getattr``.  A new
 destination (GCS, Azure) is one new module implementing :class:`Store` and
 :class:`Upload`, plus whichever capabilities it can offer, and passing the one contract
@@ -126,6 +127,18 @@ class UnreadableParts:
 
     def kept_parts(self) -> dict[int, int]:
         return {}
+
+
+@runtime_checkable
+class RereadableParts(Protocol):
+    """An upload that can give back, whole and at once, any part it has written (a local
+    file).  The engine may then let go of a part's buffer as soon as the part is written
+    and read it back when the in-order digest reaches it: the memory budget no longer
+    bounds how far ahead of the digest the connections read (long spans over a WAN)."""
+
+    def has_part(self, index: int) -> bool:
+        """Part ``index`` is written whole and :meth:`Upload.read_part` can read it."""
+        ...
 
 
 @runtime_checkable

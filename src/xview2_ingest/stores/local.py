@@ -221,6 +221,10 @@ class LocalUpload:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def has_part(self, index: int) -> bool:
+        with self._lock:
+            return index in self._done
+
     def read_part(self, index: int, into: memoryview) -> bool:
         if not self._pread(index, into):
             return False

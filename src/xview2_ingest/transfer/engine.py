@@ -44,6 +44,7 @@ from ..catalog import Catalog, CatalogEntry
 from ..errors import (
     ChecksumMismatchError,
     ContentError,
+    DestinationError,
     ExitCode,
     TransferInterrupted,
     XView2Error,
@@ -53,7 +54,7 @@ from ..links import Link
 from ..manifest import Manifest
 from ..reports import DownloadReport, FileResult, failure_of, human_bytes
 from ..settings import DEFAULT_MEMORY_MB
-from ..stores import Store, Upload
+from ..stores import RereadableParts, Store, Upload
 from ..stores.base import Exclusive
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
@@ -192,7 +193,13 @@ class FileTransfer:
         self.result = FileResult(self.name, "failed")
         self._lock = threading.Lock()
         self._error: XView2Error | None = None
-        self._ready: dict[int, tuple[Buffer, memoryview]] = {}
+        self._ready: dict[int, tuple[Buffer, memoryview] | None] = {}
+        """Parts landed ahead of the digest: in memory, or None when written to a store
+        that reads them back (:class:`~.stores.RereadableParts`), their buffer given up."""
+        self.read_back = 0  # parts the digest read back from the store
+        self._hold_limit: int | None = None
+        """Parts that may wait for the digest in memory before more are given up (None:
+        no limit); set by the span fetcher when the upload reads parts back."""
         self._draining = False
         self._last_checkpoint = 0.0
         self._newest_state: dict[str, Any] | None = None
@@ -424,7 +431,10 @@ class FileTransfer:
         with self._lock:
             waiting = sorted(self._ready.items())
             self._ready.clear()
-        for index, (buf, view) in waiting:
+        for index, item in waiting:
+            if item is None:
+                continue  # written whole, known to the store
+            buf, view = item
             if not isinstance(self._error, ContentError):
                 self._keep(index, view)
             self._give(buf)
@@ -457,28 +467,69 @@ class FileTransfer:
     def _complete(self, index: int, buf: Buffer, view: memoryview) -> None:
         """Hand a landed part to the in-order digest; whoever holds the frontier drains.
 
-        Draining goes on after a failure or a stop: every part hashed is a part the next
-        run need not fetch.  Parts still waiting when the run ends are kept by
-        :meth:`_keep_waiting_parts`.
+        A part that must wait while enough others already wait in memory is given up
+        when the store can read it back whole: the drainer reads it into the buffer it
+        just hashed.  Draining goes on after a failure or a stop: every part hashed is a
+        part the next run need not fetch.  Parts still waiting when the run ends are
+        kept by :meth:`_keep_waiting_parts`.
         """
         with self._lock:
-            self._ready[index] = (buf, view)
-            if self._draining:
-                return
-            self._draining = True
-        while True:
-            with self._lock:
-                item = self._ready.pop(self.hashed, None)
+            given_up = self._may_give_up(index)
+            self._ready[index] = None if given_up else (buf, view)
+            drain = not self._draining and not given_up
+            self._draining = self._draining or drain
+        if given_up:
+            self._give(buf)
+        elif drain:
+            self._drain()
+
+    def _may_give_up(self, index: int) -> bool:
+        """Called under the lock: may landed part ``index`` wait on the store alone?"""
+        limit, upload = self._hold_limit, self.upload
+        if limit is None or index == self.hashed or not isinstance(upload, RereadableParts):
+            return False
+        waiting = sum(1 for item in self._ready.values() if item is not None)
+        return waiting >= limit and upload.has_part(index)
+
+    def _drain(self) -> None:
+        held: Buffer | None = None
+        try:
+            while True:
+                with self._lock:
+                    if self.hashed not in self._ready:
+                        self._draining = False
+                        return
+                    item = self._ready.pop(self.hashed)
                 if item is None:
-                    self._draining = False
-                    return
-            part_buf, part_view = item
-            for digest in self.digests.values():
-                digest.update(part_view)
+                    assert held is not None  # the drain began with a part in memory
+                    view = memoryview(held)[: self._part_len(self.hashed)]
+                    self._read_back(self.hashed, view)
+                else:
+                    if held is not None:
+                        self._give(held)
+                    held, view = item
+                for digest in self.digests.values():
+                    digest.update(view)
+                with self._lock:
+                    self.hashed += 1
+                self._checkpoint()
+        except BaseException:
             with self._lock:
-                self.hashed += 1
-            self._give(part_buf)
-            self._checkpoint()
+                self._draining = False
+            raise
+        finally:
+            if held is not None:
+                self._give(held)
+
+    def _read_back(self, index: int, view: memoryview) -> None:
+        assert self.upload is not None
+        self.read_back += 1
+        if not self.upload.read_part(index, view):
+            raise DestinationError(
+                f"cannot read back part {index + 1} from {self.engine.store.url}",
+                file=self.name,
+                hint="check the destination's disk, then run again to resume",
+            )
 
     def _checkpoint(self, force: bool = False) -> None:
         """Save {digest state, parts hashed} for a later run to resume from.

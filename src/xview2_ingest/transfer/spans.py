@@ -44,7 +44,7 @@ import urllib3
 from ..errors import ServerError, XView2Error
 from ..links import Link
 from ..reports import FileResult
-from ..stores import Upload
+from ..stores import RereadableParts, Upload
 from .http import HttpClient, PartialRead, Remote
 from .tuning import ConnectionTuner
 
@@ -65,6 +65,8 @@ class FileTransfer(Protocol):
     _outstanding: threading.Semaphore
     _outstanding_limit: int
     _kept: dict[int, int]
+    _hold_limit: int | None
+    read_back: int
 
     def _land(
         self,
@@ -308,7 +310,12 @@ class SpanFetcher:
             limit=self._lane_limit(),
         )
         budget = self.engine.pool.budget
-        self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
+        self.rereads = isinstance(ft.upload, RereadableParts)
+        if self.rereads:  # parts ahead of the digest wait on the store, not in memory
+            ft._hold_limit = max(2, budget // ft.part_size - self.tuner.ceiling - 1)
+            self.memory_parts = max(1, MAX_SPAN // ft.part_size)
+        else:
+            self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
         self.plan = SpanPlan(indices, 1, ft._kept)  # one part until a round trip is measured
         self._base_window = ft._outstanding_limit
         self._grow_window()
@@ -350,12 +357,13 @@ class SpanFetcher:
         log.info("%s: %s", self.ft.name, how)
         log.info(
             "%s: %d ranged requests, spans of at most %d parts, %d tails stolen, "
-            "%.1f lane-seconds waiting for memory",
+            "%.1f lane-seconds waiting for memory, %d parts hashed from the store",
             self.ft.name,
             self.requests,
             self.memory_parts,
             self.plan.steals,
             self.memory_wait,
+            self.ft.read_back,
         )
         self.ft._emit("info", detail=how)
 
@@ -476,6 +484,8 @@ class SpanFetcher:
             self._granted = {i for i in self._granted if i >= hashed}
             if all(i in self._granted for i in range(hashed, index)):
                 return 0
+            if self.rereads:  # the parts that wait are given up past the hold limit
+                return self.ft.part_size
             lanes = len(self._threads)
             window = max(self._base_window, lanes * self.plan.span_parts + max(2, lanes // 4))
             if len(self._granted) + 1 >= window:
