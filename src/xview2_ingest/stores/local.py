@@ -150,7 +150,7 @@ class LocalUpload:
         self._direct_ok = True
         if direct and hasattr(os, "O_DIRECT") and self.part_size % DIRECT_ALIGN == 0:
             try:
-                self._direct = os.open(self._data, os.O_WRONLY | os.O_DIRECT)
+                self._direct = os.open(self._data, os.O_RDWR | os.O_DIRECT)
             except OSError as exc:
                 log.debug("%s: no direct I/O here (%s); writing through the cache", name, exc)
 
@@ -215,6 +215,20 @@ class LocalUpload:
             self._direct_ok = False  # the descriptor stays open until no part can use it
         return data[done:], offset + done
 
+    def _read_direct(self, into: memoryview, offset: int) -> tuple[memoryview, int]:
+        fd, end, done = self._direct, len(into) - len(into) % DIRECT_ALIGN, 0
+        try:
+            while fd is not None and self._direct_ok and done < end:
+                n = os.preadv(fd, [into[done:end]], offset + done)
+                if n <= 0:
+                    break
+                done += n
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            log.debug("%s: direct read refused (%s); reading through the cache", self.name, exc)
+        return into[done:], offset + done
+
     def _close_direct(self) -> None:
         fd, self._direct = self._direct, None
         if fd is not None:
@@ -234,8 +248,12 @@ class LocalUpload:
         return True
 
     def _pread(self, index: int, into: memoryview) -> bool:
+        """Read back what this upload holds of part ``index``: the aligned head with
+        direct I/O when the buffer allows it (no page cache filled, no copy), the rest
+        through the cache."""
         offset, view = index * self.part_size, into
         try:
+            view, offset = self._read_direct(view, offset)
             while view:
                 n = os.preadv(self._fd, [view], offset)
                 if n <= 0:

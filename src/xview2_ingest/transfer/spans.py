@@ -311,8 +311,7 @@ class SpanFetcher:
         )
         budget = self.engine.pool.budget
         self.rereads = isinstance(ft.upload, RereadableParts)
-        if self.rereads:  # parts ahead of the digest wait on the store, not in memory
-            ft._hold_limit = max(2, budget // ft.part_size - self.tuner.ceiling - 1)
+        if self.rereads:  # parts far ahead of the digest wait on the store, not in memory
             self.memory_parts = max(1, MAX_SPAN // ft.part_size)
         else:
             self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
@@ -380,7 +379,17 @@ class SpanFetcher:
                 target=self._lane, name=f"xview2-lane-{self.ft.name}", daemon=True
             )
             self._threads.append(thread)
+            self._hold_what_memory_allows()
             thread.start()
+
+    def _hold_what_memory_allows(self) -> None:
+        """Parts that may wait for the digest in memory, with a buffer for every lane and
+        the digest's reserve; past that a part is given up to the store (when it reads
+        parts back).  On a link without a round trip to hide, spans of one part keep the
+        parts that wait under this, and nothing is read back."""
+        if self.rereads:
+            lanes, pool = len(self._threads), self.engine.pool
+            self.ft._hold_limit = max(2, pool.budget // self.ft.part_size - lanes - 1)
 
     # -- one lane ------------------------------------------------------------------------
     def _lane(self) -> None:
@@ -484,8 +493,6 @@ class SpanFetcher:
             self._granted = {i for i in self._granted if i >= hashed}
             if all(i in self._granted for i in range(hashed, index)):
                 return 0
-            if self.rereads:  # the parts that wait are given up past the hold limit
-                return self.ft.part_size
             lanes = len(self._threads)
             window = max(self._base_window, lanes * self.plan.span_parts + max(2, lanes // 4))
             if len(self._granted) + 1 >= window:
