@@ -150,9 +150,10 @@ async def serve(port: int, upstream: tuple[str, int], rtt: float, rate: float | 
     async with server:
         await stop.wait()
         server.close()
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # let them end quietly
     cpu = time.process_time()
     print(f"connections {stats['connections']} bytes {stats['bytes']} cpu {cpu:.1f}s", flush=True)
 
