@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,44 @@ def test_work_stealing_finishes_the_tail(
     stalled = next(r for r in ranges if r[0] <= at <= r[1])
     assert stalled[1] - stalled[0] + 1 > 2 * PART, ranges
     assert any(stalled[0] < first <= stalled[1] for first, _ in ranges), ranges
+
+
+def test_a_remote_write_failing_behind_the_lanes_fails_the_file(
+    tmp_path: Path, seed: int, moto_endpoint: str, bucket: str, s3
+) -> None:  # type: ignore[no-untyped-def]
+    """To a remote store parts are written off the lanes; when those writes start to
+    fail (here the multipart upload vanishes mid-transfer), the file fails with the
+    store's error, the lanes stop, and nothing is published."""
+    import threading
+
+    root, _, catalog = _serve(tmp_path, 24 * MiB, seed)
+    reports: list = []
+    with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
+        run = threading.Thread(
+            target=lambda: reports.append(
+                download(
+                    [srv.url_for("f.tar.gz")],
+                    f"s3://{bucket}/x",
+                    catalog=catalog,
+                    connections=4,
+                    endpoint_url=moto_endpoint,
+                )
+            )
+        )
+        run.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not s3.list_multipart_uploads(Bucket=bucket).get(
+            "Uploads"
+        ):
+            time.sleep(0.05)
+        time.sleep(1.0)  # some parts are up
+        for up in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]:
+            s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+        run.join(60)
+    assert not run.is_alive(), "the download hung after its writes failed"
+    (report,) = reports
+    assert not report.ok
+    (result,) = report.files
+    assert result.error is not None and "s3://" in str(result.error), result.error
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert "x/f.tar.gz" not in keys

@@ -387,13 +387,14 @@ class FileTransfer:
         fetch: Callable[[int, memoryview, Callable[[int], None]], None],
         *,
         keep_on_failure: bool,
+        persist: bool = True,
     ) -> None:
-        """Fill ``view`` with part ``index`` and make the store hold exactly it.
+        """Fill ``view`` with part ``index`` and (with ``persist``) make the store hold
+        exactly it (:meth:`_persist`).
 
         Bytes the store kept of the part are read back, the rest fetched from the offset
-        where they end.  A part persisted by an earlier run is confirmed (the store holds
-        these bytes, or is given them again); any other is written.  When the fetch fails
-        or is stopped, the bytes that did arrive are kept for the next run.
+        where they end.  When the fetch fails or is stopped, the bytes that did arrive
+        are kept for the next run.
         """
         upload = self.upload
         assert upload is not None
@@ -414,6 +415,15 @@ class FileTransfer:
                 if keep_on_failure and filled > have and not isinstance(exc, ContentError):
                     self._keep(index, view[:filled])
                 raise
+        if persist:
+            self._persist(index, view)
+
+    def _persist(self, index: int, view: memoryview) -> None:
+        """Make the store hold exactly ``view`` as part ``index``: a part persisted by an
+        earlier run is confirmed (the store holds these bytes, or is given them again);
+        any other is written."""
+        upload = self.upload
+        assert upload is not None
         if index in self._done:
             upload.confirm_part(index, view)
         else:

@@ -24,6 +24,10 @@ Rules that keep it correct and bounded:
 - Each part lands through the engine's ``_land``: bytes the store kept of it are read
   back and the rest fetched (from the lane's response when it is already there, else by
   a request from that offset), and a part persisted by an earlier run is confirmed.
+- To a remote store (not :class:`~..stores.LocalFiles`) a fetched part is written and
+  digested off the lane, by a writer thread: the lane's connection keeps streaming
+  while the part goes up, instead of idling for the length of the upload.  The part
+  keeps its buffer (and its place in the memory bounds) until it is digested.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import mmap
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -44,7 +49,7 @@ import urllib3
 from ..errors import ServerError, XView2Error
 from ..links import Link
 from ..reports import FileResult
-from ..stores import RereadableParts, Upload
+from ..stores import LocalFiles, RereadableParts, Upload
 from .http import HttpClient, PartialRead, Remote
 from .tuning import ConnectionTuner
 
@@ -75,8 +80,11 @@ class FileTransfer(Protocol):
         fetch: Callable[[int, memoryview, Callable[[int], None]], None],
         *,
         keep_on_failure: bool,
+        persist: bool = True,
     ) -> None: ...
     def _give(self, buf: Buffer) -> None: ...
+    def _persist(self, index: int, view: memoryview) -> None: ...
+    def _keep(self, index: int, data: memoryview) -> None: ...
     def _part_len(self, index: int) -> int: ...
     def _complete(self, index: int, buf: Buffer, view: memoryview) -> None: ...
     def _on_bytes(self, n: int) -> None: ...
@@ -325,6 +333,13 @@ class SpanFetcher:
         self._rate: float | None = None
         self.memory_wait = 0.0
         self.requests = 0
+        self._writer: ThreadPoolExecutor | None = None
+        if not isinstance(self.engine.store, LocalFiles):
+            # A remote store's write is a request of its own: made off the lane, so the
+            # lane's connection keeps streaming while the part goes up.
+            self._writer = ThreadPoolExecutor(
+                self.tuner.ceiling, thread_name_prefix=f"xview2-write-{ft.name}"
+            )
 
     def _lane_limit(self) -> int:
         """Lanes the memory budget can feed: a buffer each, plus the digest's reserve."""
@@ -334,6 +349,13 @@ class SpanFetcher:
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)  # every part fetched is written or kept
+
+    def _run(self) -> None:
         self._add_lanes(self.tuner.start())
         while True:
             alive = [t for t in self._threads if t.is_alive()]
@@ -455,11 +477,29 @@ class SpanFetcher:
             self._measured(stream, requests, into.nbytes, time.monotonic() - began)
 
         try:
-            ft._land(index, view, fetch, keep_on_failure=True)
+            ft._land(index, view, fetch, keep_on_failure=True, persist=self._writer is None)
         except BaseException:
             ft._give(buf)
             raise
-        ft._complete(index, buf, view)
+        if self._writer is None:
+            ft._complete(index, buf, view)
+        else:
+            self._writer.submit(self._write_behind, index, buf, view)
+
+    def _write_behind(self, index: int, buf: Buffer, view: memoryview) -> None:
+        """Persist and digest a fetched part off the lane, which reads on meanwhile."""
+        ft = self.ft
+        try:
+            ft._persist(index, view)
+        except BaseException as exc:
+            ft._keep(index, view)
+            ft._give(buf)
+            ft._fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
+            return
+        try:
+            ft._complete(index, buf, view)
+        except BaseException as exc:
+            ft._fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
 
     def _measured(self, stream: SpanStream, requests: int, size: int, seconds: float) -> None:
         """Learn the round trip (the least request-to-reply time seen) and one lane's
@@ -498,6 +538,11 @@ class SpanFetcher:
             if len(self._granted) + 1 >= window:
                 return self.engine.pool.budget
         return self.ft.part_size
+
+
+def _unexpected(name: str, exc: BaseException) -> XView2Error:
+    log.error("writing a part of %s", name, exc_info=exc)
+    return XView2Error(f"unexpected error: {exc!r}", file=name)
 
 
 def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:
