@@ -105,6 +105,23 @@ def test_gcs_publish_composes_in_rounds(gcs_bucket: str) -> None:
     assert [len(r) for _, r in runs] == [32] * 32 and len(out) == 32
 
 
+def test_gcs_parts_fit_one_compose_while_connections_are_tuned(gcs_bucket: str) -> None:
+    """With the connection count left to the tuner, a file of up to 32 x (a fifth of the
+    memory budget) is cut into at most 32 parts, so publishing is one compose call; a
+    pinned --connections keeps the engine's plan (a buffer for every connection), and a
+    small budget keeps parts small."""
+    from xview2_ingest.transfer.engine import TransferOptions, plan_part_size
+
+    store = open_store(f"gs://{gcs_bucket}/p")
+    gib = 1 << 30
+    assert -(-gib // plan_part_size(gib, store)) <= 32
+    assert plan_part_size(gib, store, TransferOptions(connections=16)) == 8 * MiB
+    assert plan_part_size(gib, store, TransferOptions(memory_budget=40 * MiB)) == 8 * MiB
+    assert plan_part_size(100 * MiB, store) == 8 * MiB  # already 13 parts: as planned
+    explicit = plan_part_size(gib, store, TransferOptions(part_size=4 * MiB))
+    assert explicit == 4 * MiB  # an explicit --part-size-mb is kept
+
+
 def test_publish_refuses_a_missing_part(cloud: str) -> None:
     store = open_store(cloud)
     part = store.min_part_size

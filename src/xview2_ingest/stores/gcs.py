@@ -59,6 +59,9 @@ MiB = 1 << 20
 WORK = ".xview2"
 COMPOSE_MAX = 32
 """Sources one compose call takes (GCS's limit)."""
+FEW_PARTS_BUFFERS = 5
+"""Part buffers the memory budget must still hold when parts are grown to fit one
+compose call: four connections and the digest's reserve."""
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 ATTEMPTS = 7
 T = TypeVar("T")
@@ -301,6 +304,18 @@ class GCSStore:
         )
         self._bucket = self.client.bucket(self.bucket)
         self._retry = Retry(initial=0.5, maximum=32.0, timeout=300.0)
+
+    def part_size_for(self, size: int, planned: int, budget: int) -> int:
+        """Parts large enough that one compose call joins the file, as far as the memory
+        budget still holds :data:`FEW_PARTS_BUFFERS` of them; never below ``planned``.
+
+        Every compose round before the last writes intermediate objects, and a server
+        that copies bytes when composing (fake-gcs-server) copies most of the file once
+        more for them, which dominates its publish (see the transfer-cloud section of
+        ``docs/benchmarks.md``).  Fewer parts also mean fewer requests.
+        """
+        fits_one_call = -(-size // COMPOSE_MAX)
+        return max(planned, min(fits_one_call, budget // FEW_PARTS_BUFFERS))
 
     # -- names -----------------------------------------------------------------------
     def key_of(self, name: str) -> str:
