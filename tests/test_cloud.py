@@ -122,6 +122,50 @@ def test_gcs_parts_fit_one_compose_while_connections_are_tuned(gcs_bucket: str) 
     assert explicit == 4 * MiB  # an explicit --part-size-mb is kept
 
 
+def test_a_lease_held_elsewhere_blocks_until_it_expires(cloud: str) -> None:
+    """The writer's lease of a run on another machine refuses a second run with the S3
+    message until its expiry; an expired one is taken over, and released at the end."""
+    import json
+    import time
+
+    from xview2_ingest.errors import DestinationError
+    from xview2_ingest.stores import Exclusive
+
+    store = open_store(cloud)
+    assert isinstance(store, Exclusive)
+    lock = ".xview2/lock.json"
+    record = {"token": "t", "host": "elsewhere", "pid": 7, "since": int(time.time())}
+    store.write_bytes(lock, json.dumps({**record, "expires": time.time() + 60}).encode())
+    refused = r"another xview2 run \(pid 7 on elsewhere"
+    with pytest.raises(DestinationError, match=refused), store.exclusive():
+        pass
+    store.write_bytes(lock, json.dumps({**record, "expires": time.time() - 1}).encode())
+    with store.exclusive():
+        held = json.loads(store.read_bytes(lock) or b"{}")
+        assert held["pid"] == os.getpid() and held["token"] != "t"
+    assert store.read_bytes(lock) is None
+
+
+def test_a_held_lease_is_renewed(cloud: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder rewrites its lease on its own version before it expires."""
+    import json
+    import time
+
+    from xview2_ingest.stores import Exclusive, objlease
+
+    monkeypatch.setattr(objlease, "RENEW_EVERY", 0.2)
+    store = open_store(cloud)
+    assert isinstance(store, Exclusive)
+    with store.exclusive() as lease:
+        first = lease._version  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while lease._version == first and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert lease._version != first  # type: ignore[attr-defined]
+        assert json.loads(store.read_bytes(".xview2/lock.json") or b"{}")["pid"] == os.getpid()
+    assert store.read_bytes(".xview2/lock.json") is None
+
+
 def test_publish_refuses_a_missing_part(cloud: str) -> None:
     store = open_store(cloud)
     part = store.min_part_size

@@ -22,6 +22,7 @@ compose into a fresh name, a delete).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -37,6 +38,7 @@ from urllib.parse import quote, unquote
 
 from ..errors import DestinationError, UsageError
 from .base import PendingUpload, UnreadableParts
+from .objlease import LeaseTaken, ObjectLease
 from .statecopy import LocalStateCopy, RemoteState
 
 try:
@@ -126,6 +128,45 @@ def _checked(response: requests.Response) -> requests.Response:
     if response.status_code >= 400:
         raise gexc.from_http_response(response)
     return response
+
+
+class _LeaseObject:
+    """The writer's lease as a GCS object, on generation preconditions.  Written by the
+    SDK's multipart upload: fake-gcs-server honours ``ifGenerationMatch`` there (not on
+    ``uploadType=media``, nor on deletes)."""
+
+    def __init__(self, bucket: Any, key: str, retry: Any):
+        self._bucket, self._key, self._retry = bucket, key, retry
+
+    def create(self, body: bytes) -> str:
+        return self._write(body, 0)
+
+    def replace(self, body: bytes, version: str) -> str:
+        return self._write(body, int(version or 0))
+
+    def _write(self, body: bytes, generation: int) -> str:
+        blob = self._bucket.blob(self._key)
+        try:
+            blob.upload_from_string(
+                body, content_type="application/json", if_generation_match=generation
+            )
+        except gexc.PreconditionFailed:
+            raise LeaseTaken from None
+        return str(blob.generation)
+
+    def read(self) -> tuple[bytes | None, str | None]:
+        blob = self._bucket.get_blob(self._key, retry=self._retry)
+        if blob is None:
+            return None, None
+        try:
+            data = blob.download_as_bytes(if_generation_match=blob.generation)
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            return None, None  # replaced or deleted meanwhile: the caller tries again
+        return data, str(blob.generation)
+
+    def delete(self, version: str) -> None:
+        with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
+            self._bucket.blob(self._key).delete(if_generation_match=int(version))
 
 
 class GCSUpload(UnreadableParts):
@@ -589,6 +630,12 @@ class GCSStore:
         return count
 
     # -- capabilities ------------------------------------------------------------------
+    def exclusive(self) -> ObjectLease:
+        """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.objlease`)."""
+        key = self._work("lock.json")
+        errors = (gexc.GoogleAPICallError, requests.RequestException)
+        return ObjectLease(_LeaseObject(self._bucket, key, self._retry), key, self.url, errors)
+
     def copy(self, source: str, target: str) -> None:
         """Publish ``source`` under ``target`` server-side (a rewrite, however large)."""
         try:
