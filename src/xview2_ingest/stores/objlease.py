@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -25,7 +23,7 @@ from typing import Any, Protocol
 
 from ..errors import DestinationError
 from ..transfer.resume_state import InvalidState, parse
-from .s3lease import LEASE_SECONDS, RENEW_EVERY, _boot_id, _started, alive_here, holder_text
+from .s3lease import LEASE_SECONDS, RENEW_EVERY, alive_here, holder_text, lease_record
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +66,7 @@ class ObjectLease:
         self._token = uuid.uuid4().hex
 
     def _body(self) -> bytes:
-        now = int(time.time())
-        return json.dumps(
-            {
-                "token": self._token,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "proc_start": _started(os.getpid()),
-                "boot": _boot_id(),
-                "since": now,
-                "expires": now + int(LEASE_SECONDS),
-            }
-        ).encode()
+        return json.dumps(lease_record(self._token)).encode()
 
     def _current(self) -> tuple[dict[str, Any], str | None]:
         data, version = self._obj.read()
