@@ -146,6 +146,18 @@ def test_a_lease_held_elsewhere_blocks_until_it_expires(cloud: str) -> None:
     assert store.read_bytes(lock) is None
 
 
+def test_a_lease_in_a_missing_bucket_says_what_to_create(cloud: str) -> None:
+    from xview2_ingest.errors import DestinationError
+    from xview2_ingest.stores import Exclusive
+
+    missing = cloud.replace("://", "://no-such-", 1)
+    store = open_store(missing)
+    assert isinstance(store, Exclusive)
+    with pytest.raises(DestinationError, match="does not exist") as info, store.exclusive():
+        pass
+    assert "create" in (info.value.hint or "")
+
+
 def test_a_held_lease_is_renewed(cloud: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The holder rewrites its lease on its own version before it expires."""
     import json

@@ -518,8 +518,12 @@ class AzureStore:
     def exclusive(self) -> ObjectLease:
         """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.objlease`)."""
         name = f"{WORK}/lock.json"
-        lease = _LeaseObject(self.blob(name))
-        return ObjectLease(lease, self.key_of(name), self.url, (AzureError,))
+        return ObjectLease(
+            _LeaseObject(self.blob(name)),
+            self.url,
+            (AzureError,),
+            lambda exc: _error(exc, name, "take the writer's lease in", self.url),
+        )
 
     def copy(self, source: str, target: str) -> None:
         """Publish ``source`` under ``target``: blocks copied server-side, one commit."""

@@ -634,7 +634,12 @@ class GCSStore:
         """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.objlease`)."""
         key = self._work("lock.json")
         errors = (gexc.GoogleAPICallError, requests.RequestException)
-        return ObjectLease(_LeaseObject(self._bucket, key, self._retry), key, self.url, errors)
+        return ObjectLease(
+            _LeaseObject(self._bucket, key, self._retry),
+            self.url,
+            errors,
+            lambda exc: _error(exc, f"{WORK}/lock.json", "take the writer's lease in", self.url),
+        )
 
     def copy(self, source: str, target: str) -> None:
         """Publish ``source`` under ``target`` server-side (a rewrite, however large)."""

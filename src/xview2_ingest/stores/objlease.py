@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import DestinationError
@@ -57,9 +58,15 @@ class ObjectLease:
     """The lease on one destination; a context manager that holds it."""
 
     def __init__(
-        self, obj: LeaseObject, name: str, where: str, errors: tuple[type[BaseException], ...]
+        self,
+        obj: LeaseObject,
+        where: str,
+        errors: tuple[type[BaseException], ...],
+        explain: Callable[[BaseException], DestinationError],
     ):
-        self._obj, self._name, self._where, self._errors = obj, name, where, errors
+        """``errors`` are the store's failures (renewal logs them and goes on); ``explain``
+        turns one into the error a refused acquisition raises (missing bucket, access)."""
+        self._obj, self._where, self._errors, self._explain = obj, where, errors, explain
         self._version: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -81,10 +88,7 @@ class ObjectLease:
         try:
             self._version = self._acquire()
         except self._errors as exc:
-            raise DestinationError(
-                f"cannot take the writer's lease {self._name} in {self._where}: {exc}",
-                hint="check the credentials and the bucket or container",
-            ) from None
+            raise self._explain(exc) from None
         self._renewer = threading.Thread(target=self._renew, name="xview2-lease", daemon=True)
         self._renewer.start()
 
