@@ -105,6 +105,79 @@ def test_gcs_publish_composes_in_rounds(gcs_bucket: str) -> None:
     assert [len(r) for _, r in runs] == [32] * 32 and len(out) == 32
 
 
+def test_gcs_parts_fit_one_compose_while_connections_are_tuned(gcs_bucket: str) -> None:
+    """With the connection count left to the tuner, a file of up to 32 x (a fifth of the
+    memory budget) is cut into at most 32 parts, so publishing is one compose call; a
+    pinned --connections keeps the engine's plan (a buffer for every connection), and a
+    small budget keeps parts small."""
+    from xview2_ingest.transfer.engine import TransferOptions, plan_part_size
+
+    store = open_store(f"gs://{gcs_bucket}/p")
+    gib = 1 << 30
+    assert -(-gib // plan_part_size(gib, store)) <= 32
+    assert plan_part_size(gib, store, TransferOptions(connections=16)) == 8 * MiB
+    assert plan_part_size(gib, store, TransferOptions(memory_budget=40 * MiB)) == 8 * MiB
+    assert plan_part_size(100 * MiB, store) == 8 * MiB  # already 13 parts: as planned
+    explicit = plan_part_size(gib, store, TransferOptions(part_size=4 * MiB))
+    assert explicit == 4 * MiB  # an explicit --part-size-mb is kept
+
+
+def test_a_lease_held_elsewhere_blocks_until_it_expires(cloud: str) -> None:
+    """The writer's lease of a run on another machine refuses a second run with the S3
+    message until its expiry; an expired one is taken over, and released at the end."""
+    import json
+    import time
+
+    from xview2_ingest.errors import DestinationError
+    from xview2_ingest.stores import Exclusive
+
+    store = open_store(cloud)
+    assert isinstance(store, Exclusive)
+    lock = ".xview2/lock.json"
+    record = {"token": "t", "host": "elsewhere", "pid": 7, "since": int(time.time())}
+    store.write_bytes(lock, json.dumps({**record, "expires": time.time() + 60}).encode())
+    refused = r"another xview2 run \(pid 7 on elsewhere"
+    with pytest.raises(DestinationError, match=refused), store.exclusive():
+        pass
+    store.write_bytes(lock, json.dumps({**record, "expires": time.time() - 1}).encode())
+    with store.exclusive():
+        held = json.loads(store.read_bytes(lock) or b"{}")
+        assert held["pid"] == os.getpid() and held["token"] != "t"
+    assert store.read_bytes(lock) is None
+
+
+def test_a_lease_in_a_missing_bucket_says_what_to_create(cloud: str) -> None:
+    from xview2_ingest.errors import DestinationError
+    from xview2_ingest.stores import Exclusive
+
+    missing = cloud.replace("://", "://no-such-", 1)
+    store = open_store(missing)
+    assert isinstance(store, Exclusive)
+    with pytest.raises(DestinationError, match="does not exist") as info, store.exclusive():
+        pass
+    assert "create" in (info.value.hint or "")
+
+
+def test_a_held_lease_is_renewed(cloud: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder rewrites its lease on its own version before it expires."""
+    import json
+    import time
+
+    from xview2_ingest.stores import Exclusive, objlease
+
+    monkeypatch.setattr(objlease, "RENEW_EVERY", 0.2)
+    store = open_store(cloud)
+    assert isinstance(store, Exclusive)
+    with store.exclusive() as lease:
+        first = lease._version  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while lease._version == first and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.05)
+        assert lease._version != first  # type: ignore[attr-defined]
+        assert json.loads(store.read_bytes(".xview2/lock.json") or b"{}")["pid"] == os.getpid()
+    assert store.read_bytes(".xview2/lock.json") is None
+
+
 def test_publish_refuses_a_missing_part(cloud: str) -> None:
     store = open_store(cloud)
     part = store.min_part_size

@@ -1,7 +1,8 @@
 """One writer per destination: a second run on a destination that another run is writing
 exits at once with a message naming that run; a run killed outright does not block the
-next one (the kernel drops a lock file's lock; an S3 lease of a process of this machine
-that is gone is taken over at once)."""
+next one (the kernel drops a lock file's lock; an S3, GCS or Azure lease of a process of
+this machine that is gone is taken over at once).  GCS and Azure run on their emulators
+(``tests/emulators.py``), which honour the create-only-if-absent condition."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ MiB = 1 << 20
 NAME = "one.tar.gz"
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "gcs", "azure"])
 def test_two_runs_on_one_destination(tmp_path: Path, kind: str, request) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "src"
     root.mkdir()
@@ -43,6 +44,16 @@ def test_two_runs_on_one_destination(tmp_path: Path, kind: str, request) -> None
                 return s3.get_object(Bucket=bucket, Key=f"x/{NAME}")["Body"].read()  # type: ignore[no-any-return]
             except s3.exceptions.NoSuchKey:
                 return None
+    elif kind in ("gcs", "azure"):
+        from xview2_ingest.stores import open_store
+
+        where = request.getfixturevalue("gcs_bucket" if kind == "gcs" else "azure_container")
+        dest = f"{'gs' if kind == 'gcs' else 'az'}://{where}/x"
+        env = dict(os.environ)  # the emulator's variable, set by its fixture
+        store = open_store(dest)
+
+        def landed() -> bytes | None:
+            return store.read_bytes(NAME)
     else:
         dest, env = str(tmp_path / "dest"), dict(os.environ)
 

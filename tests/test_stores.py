@@ -23,6 +23,7 @@ from xview2_ingest.stores import (
     LocalFiles,
     LocalStore,
     PartReader,
+    PartSizer,
     RangeReader,
     RereadableParts,
     Store,
@@ -400,6 +401,20 @@ def contract_exclusive(store: Store, twin: Store) -> None:
         pass
 
 
+def contract_part_sizer(store: Store) -> None:
+    """A store's own part size is never below the engine's plan, stays within the memory
+    budget (room for the buffers of at least two connections and the digest's reserve),
+    and makes no more parts than the store takes."""
+    assert isinstance(store, PartSizer)
+    budget = 160 * MiB
+    for size in (0, 1, 5 * MiB, 1 << 30, 10 << 30):
+        for planned in (store.min_part_size, 8 * MiB):
+            part = store.part_size_for(size, planned, budget)
+            assert planned <= part <= max(planned, budget // 3), (size, planned, part)
+            if -(-size // planned) <= store.max_parts:
+                assert -(-size // part) <= store.max_parts
+
+
 def contract_rereadable_parts(store: Store) -> None:
     """An upload that says it holds a part gives it back whole, from any run; a part
     not written (or only begun) is not claimed."""
@@ -444,6 +459,7 @@ CONTRACTS: dict[type, Callable[[Store, Store], None]] = {
     PartReader: lambda store, twin: contract_part_reader(store),
     Exclusive: contract_exclusive,
     RereadableParts: lambda store, twin: contract_rereadable_parts(store),
+    PartSizer: lambda store, twin: contract_part_sizer(store),
 }
 """Every capability the suite knows, with its contract."""
 

@@ -32,13 +32,17 @@ from typing import IO, Any
 
 from ..errors import DestinationError, UsageError
 from .base import PendingUpload, UnreadableParts
+from .objlease import LeaseTaken, ObjectLease
 from .statecopy import LocalStateCopy, RemoteState
 
 try:
+    from azure.core import MatchConditions
     from azure.core.exceptions import (
         AzureError,
         ClientAuthenticationError,
         HttpResponseError,
+        ResourceExistsError,
+        ResourceModifiedError,
         ResourceNotFoundError,
     )
     from azure.storage.blob import (
@@ -132,6 +136,40 @@ def _service(account: str | None, endpoint_url: str | None, max_connections: int
             ) from None
         credential = DefaultAzureCredential()
     return BlobServiceClient(url, credential=credential, **options)
+
+
+class _LeaseObject:
+    """The writer's lease as a block blob, on ETag conditions (``If-None-Match: *`` to
+    create, ``If-Match`` to renew, take over or delete)."""
+
+    def __init__(self, blob: Any):
+        self._blob = blob
+
+    def create(self, body: bytes) -> str:
+        try:
+            return str(self._blob.upload_blob(body, overwrite=True, if_none_match="*")["etag"])
+        except (ResourceExistsError, ResourceModifiedError):
+            raise LeaseTaken from None
+
+    def replace(self, body: bytes, version: str) -> str:
+        try:
+            reply = self._blob.upload_blob(
+                body, overwrite=True, etag=version, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise LeaseTaken from None
+        return str(reply["etag"])
+
+    def read(self) -> tuple[bytes | None, str | None]:
+        try:
+            downloader = self._blob.download_blob()
+        except ResourceNotFoundError:
+            return None, None
+        return bytes(downloader.readall()), str(downloader.properties.etag)
+
+    def delete(self, version: str) -> None:
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            self._blob.delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
 
 
 class AzureUpload(UnreadableParts):
@@ -477,6 +515,16 @@ class AzureStore:
         return count
 
     # -- capabilities ------------------------------------------------------------------
+    def exclusive(self) -> ObjectLease:
+        """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.objlease`)."""
+        name = f"{WORK}/lock.json"
+        return ObjectLease(
+            _LeaseObject(self.blob(name)),
+            self.url,
+            (AzureError,),
+            lambda exc: _error(exc, name, "take the writer's lease in", self.url),
+        )
+
     def copy(self, source: str, target: str) -> None:
         """Publish ``source`` under ``target``: blocks copied server-side, one commit."""
         self.compose(target, (source,))

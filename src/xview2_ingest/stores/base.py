@@ -256,6 +256,17 @@ class Exclusive(Protocol):
 
 
 @runtime_checkable
+class PartSizer(Protocol):
+    """A store that finishes a file faster in parts of another size than the engine's
+    plan (GCS: one compose call joins at most 32 parts; more parts cost extra rounds)."""
+
+    def part_size_for(self, size: int, planned: int, budget: int) -> int:
+        """Bytes per part for a new upload of ``size`` bytes, given the engine's
+        ``planned`` size and its memory ``budget`` (a buffer per connection)."""
+        ...
+
+
+@runtime_checkable
 class LocalFiles(Protocol):
     """A store whose published files are plain files on this machine (fast paths:
     scanning folders, reading labels with ``open``, staging beside the destination)."""

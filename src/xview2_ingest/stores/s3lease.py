@@ -59,6 +59,20 @@ def _started(pid: int) -> str | None:
         return None
 
 
+def lease_record(token: str) -> dict[str, Any]:
+    """What a lease says of its holder (this process, machine and boot) and its expiry."""
+    now = int(time.time())
+    return {
+        "token": token,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "proc_start": _started(os.getpid()),
+        "boot": _boot_id(),
+        "since": now,
+        "expires": now + int(LEASE_SECONDS),
+    }
+
+
 def holder_text(record: dict[str, Any]) -> str:
     """``pid 123 on host``, for messages."""
     started = record.get("since")
@@ -87,18 +101,7 @@ class S3Lease:
         self._token = uuid.uuid4().hex
 
     def _body(self) -> bytes:
-        now = int(time.time())
-        return json.dumps(
-            {
-                "token": self._token,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "proc_start": _started(os.getpid()),
-                "boot": _boot_id(),
-                "since": now,
-                "expires": now + int(LEASE_SECONDS),
-            }
-        ).encode()
+        return json.dumps(lease_record(self._token)).encode()
 
     def _put(self, **condition: str) -> str:
         reply = self._s3.put_object(

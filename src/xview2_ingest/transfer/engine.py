@@ -55,7 +55,7 @@ from ..manifest import Manifest
 from ..reports import DownloadReport, FileResult, failure_of, human_bytes
 from ..settings import DEFAULT_MEMORY_MB
 from ..stores import RereadableParts, Store, Upload
-from ..stores.base import Exclusive
+from ..stores.base import Exclusive, PartSizer
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
 from .ratelimit import limiter_for
@@ -162,7 +162,9 @@ def plan_part_size(size: int, store: Store, options: TransferOptions | None = No
     budget holds a buffer for every connection plus a reorder window of a quarter as many
     (at least 2): fewer, larger parts cost fewer requests, but a part that waits for a
     buffer is a connection standing idle.  Never below the store's minimum, and grown to
-    stay under its part-count limit.
+    stay under its part-count limit.  A store that joins parts at a cost per part
+    (:class:`~..stores.base.PartSizer`) may ask for larger ones while the connection
+    count is left to the tuner.
     """
     options = options or TransferOptions()
     part = options.part_size
@@ -170,6 +172,8 @@ def plan_part_size(size: int, store: Store, options: TransferOptions | None = No
         conns = options.connections or PLANNED_CONNECTIONS
         buffers = conns + max(2, conns // 4)
         part = min(store.default_part_size, options.memory_budget // buffers // ALIGN * ALIGN)
+        if isinstance(store, PartSizer) and not options.connections:
+            part = store.part_size_for(size, part, options.memory_budget)
     need = math.ceil(size / store.max_parts) if size else 0
     part = max(store.min_part_size, part, need)
     return math.ceil(part / ALIGN) * ALIGN
