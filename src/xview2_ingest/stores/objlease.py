@@ -1,13 +1,13 @@
-"""One writer per GCS or Azure destination: a lease object created only where absent.
+"""One writer per remote destination: a lease object created only where absent.
 
-The same lease as on S3 (:mod:`.s3lease`), over any store that can write an object on a
-condition: ``PREFIX/.xview2/lock.json`` is created only if no such object exists (GCS
-``ifGenerationMatch=0``, Azure ``If-None-Match: *``), so of two runs that start together
-exactly one gets it; the other is refused with the message S3 gives, naming the run that
-holds it.  The holder renews it every :data:`~.s3lease.RENEW_EVERY` seconds on the
-condition that it is still the version it wrote (GCS generation, Azure ETag) and deletes
-it when it stops.  A lease left by a run killed outright is taken over, again on its
-version, when it has expired, or at once when its process of this machine is gone.
+Over any store that can write an object on a condition: ``PREFIX/.xview2/lock.json`` is
+created only if no such object exists (S3 and Azure ``If-None-Match: *``, GCS
+``ifGenerationMatch=0``), so of two runs that start together exactly one gets it; the
+other is refused with a message naming the run that holds it (host, process, boot).  The
+holder renews it every :data:`RENEW_EVERY` seconds on the condition that it is still the
+version it wrote (ETag, GCS generation) and deletes it when it stops.  A lease left by a
+run killed outright is taken over, again on its version, when it has expired, or at once
+when its process of this machine is gone.
 
 Each store supplies a :class:`LeaseObject`: the four conditional requests on its lease.
 """
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -24,9 +26,60 @@ from typing import Any, Protocol
 
 from ..errors import DestinationError
 from ..transfer.resume_state import InvalidState, parse
-from .s3lease import LEASE_SECONDS, RENEW_EVERY, alive_here, holder_text, lease_record
 
 log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60.0
+"""How long a lease holds without renewal: what a run killed elsewhere blocks others."""
+RENEW_EVERY = 20.0
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process ``pid`` (in clock ticks since boot): tells a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lease_record(token: str) -> dict[str, Any]:
+    """What a lease says of its holder (this process, machine and boot) and its expiry."""
+    now = int(time.time())
+    return {
+        "token": token,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "proc_start": _started(os.getpid()),
+        "boot": _boot_id(),
+        "since": now,
+        "expires": now + int(LEASE_SECONDS),
+    }
+
+
+def holder_text(record: dict[str, Any]) -> str:
+    """``pid 123 on host``, for messages."""
+    started = record.get("since")
+    when = time.strftime("%H:%M:%S", time.localtime(started)) if isinstance(started, int) else "?"
+    return f"pid {record.get('pid')} on {record.get('host')}, since {when}"
+
+
+def alive_here(record: dict[str, Any]) -> bool:
+    """False when the record names a process of this machine (this boot) that is gone."""
+    if record.get("host") != socket.gethostname() or record.get("boot") != _boot_id():
+        return True  # another machine (or boot): only the expiry can tell
+    pid = record.get("pid")
+    if type(pid) is not int or pid <= 0:
+        return True
+    return _started(pid) is not None and _started(pid) == record.get("proc_start")
 
 
 class LeaseTaken(Exception):

@@ -42,7 +42,8 @@ from ..transfer.resume_state import (
     remote_record,
 )
 from .base import PendingUpload
-from .s3lease import S3Lease
+from .objlease import ObjectLease
+from .s3lease import s3_lease
 from .statecopy import LocalStateCopy, Spool
 
 log = logging.getLogger(__name__)
@@ -446,10 +447,10 @@ class S3Store:
             raise
         return parse(body)
 
-    def exclusive(self) -> S3Lease:
+    def exclusive(self) -> ObjectLease:
         """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.s3lease`)."""
         key = f"{self.prefix}/.xview2/lock.json" if self.prefix else ".xview2/lock.json"
-        return S3Lease(self.client, self.bucket, key, self.url)
+        return s3_lease(self.client, self.bucket, key, self.url)
 
     def open_upload(self, name: str, size: int, part_size: int) -> S3Upload:
         return S3Upload(self, name, size, part_size)
