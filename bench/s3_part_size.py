@@ -4,6 +4,8 @@ another checkout's xview2 (``--before SRC``), and ``requests`` -> ``upload_fileo
 medians::
 
     python bench/s3_part_size.py --rounds 3 --sizes 8 16 --before OTHER_CHECKOUT/src
+    python bench/s3_part_size.py --sizes --flags "--connections 4" \
+        "--part-size-mb 8 --connections 4"
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", help="src folder of another checkout to compare")
     parser.add_argument("--sizes", type=int, nargs="*", default=[16], help="part sizes, MiB")
+    parser.add_argument(
+        "--flags",
+        nargs="*",
+        default=[],
+        help='more xview2 variants, each one quoted string of flags: "--connections 4"',
+    )
     args = parser.parse_args()
     f = make_file(GiB)
     warm(f.path)
@@ -36,6 +44,7 @@ def main() -> None:
     variants: dict[str, tuple[list[str] | None, dict[str, str]]] = {
         "xview2 (default parts)": (me, {}),
         **{f"xview2 --part-size-mb {n}": ([*me, "--part-size-mb", str(n)], {}) for n in args.sizes},
+        **{f"xview2 {flags}": ([*me, *flags.split()], {}) for flags in args.flags},
         "naive": (None, {}),
     }
     if args.before:
@@ -70,14 +79,14 @@ def main() -> None:
                     ok = done.returncode == 0 and head["ContentLength"] == f.size
                     times[name].append(took)
                     print(
-                        f"round {rnd + 1} {name:26s} {took:6.2f}s {'ok' if ok else 'FAILED'} "
+                        f"round {rnd + 1} {name:40s} {took:6.2f}s {'ok' if ok else 'FAILED'} "
                         f"load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
     naive = statistics.median(times["naive"])
     for name, runs in times.items():
         median = statistics.median(runs)
-        print(f"{name:26s} median {median:.2f}s  / naive {median / naive:.2f}")
+        print(f"{name:40s} median {median:.2f}s  / naive {median / naive:.2f}")
 
 
 if __name__ == "__main__":

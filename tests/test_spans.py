@@ -13,7 +13,7 @@ import pytest
 
 from xview2_ingest import Catalog, download
 from xview2_ingest.demo.server import Faults, SignedLinkServer
-from xview2_ingest.transfer.spans import SpanPlan, span_parts
+from xview2_ingest.transfer.spans import SpanPlan, span_parts, writes_behind
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -188,6 +188,41 @@ def test_work_stealing_finishes_the_tail(
     assert any(stalled[0] < first <= stalled[1] for first, _ in ranges), ranges
 
 
+def test_parts_are_written_behind_the_lanes_only_over_a_round_trip() -> None:
+    """On loopback (a reply within a few milliseconds) a lane writes its part itself:
+    writer threads would cost more than they hide; over a WAN they keep it streaming."""
+    assert not writes_behind(None), "before any reply, the lanes write"
+    assert not writes_behind(0.0004), "nginx on loopback"
+    assert writes_behind(0.02) and writes_behind(0.08), "a WAN's round trip"
+
+
+def test_remote_parts_written_behind_the_lanes_are_the_bytes_hashed(
+    tmp_path: Path,
+    seed: int,
+    moto_endpoint: str,
+    bucket: str,
+    s3,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over a source with a round trip to hide, parts go up to S3 from writer threads
+    while the lanes read on, and the object is exactly the bytes hashed."""
+    root, data, catalog = _serve(tmp_path, 50 * MiB, seed)
+    caplog.set_level(logging.INFO, logger="xview2_ingest.transfer.spans")
+    with SignedLinkServer(root, faults=Faults(latency=0.03)) as srv:
+        report = download(
+            [srv.url_for("f.tar.gz")],
+            f"s3://{bucket}/x",
+            catalog=catalog,
+            connections=4,
+            endpoint_url=moto_endpoint,
+        )
+    assert report.ok, report.summary()
+    assert s3.get_object(Bucket=bucket, Key="x/f.tar.gz")["Body"].read() == data
+    (said,) = [r.getMessage() for r in caplog.records if "written behind" in r.getMessage()]
+    behind = int(said.rsplit(", ", 1)[1].split()[0])
+    assert behind >= 3, said  # of 7 parts: all but the lanes' first
+
+
 def test_a_remote_write_failing_behind_the_lanes_fails_the_file(
     tmp_path: Path, seed: int, moto_endpoint: str, bucket: str, s3
 ) -> None:  # type: ignore[no-untyped-def]
@@ -198,7 +233,7 @@ def test_a_remote_write_failing_behind_the_lanes_fails_the_file(
 
     root, _, catalog = _serve(tmp_path, 24 * MiB, seed)
     reports: list = []
-    with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
+    with SignedLinkServer(root, faults=Faults(rate=2 * MiB, latency=0.02)) as srv:
         run = threading.Thread(
             target=lambda: reports.append(
                 download(

@@ -376,7 +376,11 @@ class S3Upload:
 
 class S3Store:
     min_part_size = 5 * MiB  # S3's own lower limit for all but the last part
-    default_part_size = 5 * MiB
+    default_part_size = 8 * MiB
+    """boto3's own default.  5 MiB parts lose less to a kill (4.0-4.6 % of a GiB over three
+    kills at four connections, against 4.8-7.7 %: ``bench/crash_loss.py``) but cost about
+    3-7 % of an unthrottled transfer in requests and in the server's completion
+    (``bench/s3_part_size.py``; docs/benchmarks.md); ``--part-size-mb 5`` chooses them."""
     max_parts = 10_000
     # Hashed parts cannot be read back from an open multipart upload: checkpoint each one
     # (to the local copy; to the bucket every REMOTE_STATE_INTERVAL seconds).

@@ -101,11 +101,17 @@ SPAN_ROUND_TRIPS = 16
 """A span lasts this many round trips (as measured), so waiting for its first byte costs
 about 6 % of a lane's time."""
 MAX_SPAN = 64 * MiB
+"""No span asks for more than this: a longer one gains nothing on the round trip."""
 READ_SIZE = 256 * 1024
 """Bytes per read into a part buffer: large enough that the loop costs nothing, small
 enough that a stop is seen (and the bytes so far kept) within a fraction of a second on
 a slow connection."""
-"""No span asks for more than this: a longer one gains nothing on the round trip."""
+WRITE_BEHIND_RTT = 0.005
+"""A remote store's parts are written off the lane once the source's round trip is this
+long or longer: there a lane that waits for the upload lets its connection go idle and
+slow down.  Below it a paused connection streams again at once, and the writer threads
+cost more than they hide (about 7 % of an unthrottled S3 transfer on loopback, see
+docs/benchmarks.md)."""
 
 
 @dataclass
@@ -306,6 +312,12 @@ def span_parts(budget: int, part: int, lanes: int) -> int:
     return max(1, span // part)
 
 
+def writes_behind(latency: float | None) -> bool:
+    """Whether a remote store's parts go up from writer threads, given the source's round
+    trip as measured so far (None before the first reply): see :data:`WRITE_BEHIND_RTT`."""
+    return latency is not None and latency >= WRITE_BEHIND_RTT
+
+
 class SpanFetcher:
     """Runs the lanes of one file over a :class:`SpanPlan`, as many as the tuner says."""
 
@@ -333,10 +345,12 @@ class SpanFetcher:
         self._rate: float | None = None
         self.memory_wait = 0.0
         self.requests = 0
+        self.written_behind = 0
         self._writer: ThreadPoolExecutor | None = None
         if not isinstance(self.engine.store, LocalFiles):
-            # A remote store's write is a request of its own: made off the lane, so the
-            # lane's connection keeps streaming while the part goes up.
+            # A remote store's write is a request of its own: made off the lane (once the
+            # round trip is long enough, see WRITE_BEHIND_RTT), so the lane's connection
+            # keeps streaming while the part goes up.
             self._writer = ThreadPoolExecutor(
                 self.tuner.ceiling, thread_name_prefix=f"xview2-write-{ft.name}"
             )
@@ -378,13 +392,15 @@ class SpanFetcher:
         log.info("%s: %s", self.ft.name, how)
         log.info(
             "%s: %d ranged requests, spans of at most %d parts, %d tails stolen, "
-            "%.1f lane-seconds waiting for memory, %d parts hashed from the store",
+            "%.1f lane-seconds waiting for memory, %d parts hashed from the store, "
+            "%d parts written behind the lanes",
             self.ft.name,
             self.requests,
             self.memory_parts,
             self.plan.steals,
             self.memory_wait,
             self.ft.read_back,
+            self.written_behind,
         )
         self.ft._emit("info", detail=how)
 
@@ -476,15 +492,18 @@ class SpanFetcher:
             stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft._on_retry)
             self._measured(stream, requests, into.nbytes, time.monotonic() - began)
 
+        behind = self._writer is not None and writes_behind(self._latency)
         try:
-            ft._land(index, view, fetch, keep_on_failure=True, persist=self._writer is None)
+            ft._land(index, view, fetch, keep_on_failure=True, persist=not behind)
         except BaseException:
             ft._give(buf)
             raise
-        if self._writer is None:
-            ft._complete(index, buf, view)
-        else:
+        if self._writer is not None and behind:
+            with self._lock:
+                self.written_behind += 1
             self._writer.submit(self._write_behind, index, buf, view)
+        else:
+            ft._complete(index, buf, view)
 
     def _write_behind(self, index: int, buf: Buffer, view: memoryview) -> None:
         """Persist and digest a fetched part off the lane, which reads on meanwhile."""
