@@ -171,9 +171,9 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         "--part-size-mb",
         type=part_size_mb,
         metavar="MIB",
-        help="size of each ranged request and upload part, in MiB (default: 4 local, up to "
-        "16 S3, smaller when the memory budget must hold a part for every connection; grown "
-        "to fit the store's part limit; a resumed upload keeps its own)",
+        help="size of each ranged request and upload part, in MiB (default: 4 local, 8 S3, "
+        "16 Azure, 16-32 GCS; smaller when the memory budget must hold a part for every "
+        "connection; grown to fit the store's part limit; a resumed upload keeps its own)",
     )
     p.add_argument(
         "--ca-bundle",
