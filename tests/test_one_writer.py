@@ -89,3 +89,15 @@ def test_two_runs_on_one_destination(tmp_path: Path, kind: str, request) -> None
         _, err = third.communicate(timeout=120)
         assert third.returncode == 0, err.decode()
     assert landed() == data
+
+
+def test_an_s3_lease_in_a_missing_bucket_says_what_to_create(moto_endpoint: str) -> None:
+    """The lease's failures read as the S3 store's own: a missing bucket is named, with
+    what fixes it, as for GCS and Azure."""
+    from xview2_ingest.errors import DestinationError
+    from xview2_ingest.stores import open_store
+
+    store = open_store("s3://no-such-bucket-for-a-lease/x", endpoint_url=moto_endpoint)
+    with pytest.raises(DestinationError, match="does not exist") as info, store.exclusive():
+        pass
+    assert "create" in (info.value.hint or "")

@@ -43,7 +43,7 @@ from ..transfer.resume_state import (
 )
 from .base import PendingUpload
 from .objlease import ObjectLease
-from .s3lease import s3_lease
+from .s3lease import S3LeaseObject
 from .statecopy import LocalStateCopy, Spool
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _crc32(data: memoryview) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
-def _error(exc: Exception, name: str, action: str, where: str) -> DestinationError:
+def _error(exc: BaseException, name: str, action: str, where: str) -> DestinationError:
     if isinstance(exc, NoCredentialsError):
         return DestinationError(
             f"cannot {action} {where}: no AWS credentials found",
@@ -452,9 +452,15 @@ class S3Store:
         return parse(body)
 
     def exclusive(self) -> ObjectLease:
-        """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.s3lease`)."""
-        key = f"{self.prefix}/.xview2/lock.json" if self.prefix else ".xview2/lock.json"
-        return s3_lease(self.client, self.bucket, key, self.url)
+        """The writer's lease ``PREFIX/.xview2/lock.json`` (see :mod:`.objlease`)."""
+        name = ".xview2/lock.json"
+        key = f"{self.prefix}/{name}" if self.prefix else name
+        return ObjectLease(
+            S3LeaseObject(self.client, self.bucket, key, self.url),
+            self.url,
+            (ClientError, BotoCoreError),
+            lambda exc: _error(exc, name, "take the writer's lease in", self.url),
+        )
 
     def open_upload(self, name: str, size: int, part_size: int) -> S3Upload:
         return S3Upload(self, name, size, part_size)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from ..errors import DestinationError
-from .objlease import LeaseTaken, ObjectLease
+from .objlease import LeaseTaken
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +69,3 @@ class S3LeaseObject:
                     self._s3.delete_object(Bucket=self._bucket, Key=self._key)
             elif _code(exc) not in (*_REFUSED, *_ABSENT):
                 raise
-
-
-def s3_lease(client: Any, bucket: str, key: str, where: str) -> ObjectLease:
-    """The writer's lease ``key`` of the S3 destination ``where``."""
-
-    def explain(exc: BaseException) -> DestinationError:
-        return DestinationError(
-            f"cannot take the writer's lease {key} in {where}: {exc}",
-            hint="check the credentials and the bucket",
-        )
-
-    return ObjectLease(
-        S3LeaseObject(client, bucket, key, where), where, (ClientError, BotoCoreError), explain
-    )

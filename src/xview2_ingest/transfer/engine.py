@@ -54,8 +54,7 @@ from ..links import Link
 from ..manifest import Manifest
 from ..reports import DownloadReport, FileResult, failure_of, human_bytes
 from ..settings import DEFAULT_MEMORY_MB
-from ..stores import RereadableParts, Store, Upload
-from ..stores.base import Exclusive, PartSizer
+from ..stores import Exclusive, PartSizer, RereadableParts, Store, Upload
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
 from .ratelimit import limiter_for

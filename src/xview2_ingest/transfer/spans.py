@@ -24,9 +24,10 @@ Rules that keep it correct and bounded:
 - Each part lands through the engine's ``_land``: bytes the store kept of it are read
   back and the rest fetched (from the lane's response when it is already there, else by
   a request from that offset), and a part persisted by an earlier run is confirmed.
-- To a remote store (not :class:`~..stores.LocalFiles`) a fetched part is written and
-  digested off the lane, by a writer thread: the lane's connection keeps streaming
-  while the part goes up, instead of idling for the length of the upload.  The part
+- To a remote store (not :class:`~..stores.LocalFiles`), over a source with a round trip
+  (:data:`WRITE_BEHIND_RTT`), a fetched part is written and digested off the lane, by a
+  writer thread: the lane's connection keeps streaming while the part goes up, instead
+  of idling for the length of the upload.  The part
   keeps its buffer (and its place in the memory bounds) until it is digested.
 """
 
@@ -443,8 +444,7 @@ class SpanFetcher:
         except XView2Error as exc:
             ft._fail(exc)
         except Exception as exc:  # a bug must not hang the file
-            log.exception("lane of %s", ft.name)
-            ft._fail(XView2Error(f"unexpected error: {exc!r}", file=ft.name))
+            ft._fail(_unexpected(ft.name, exc))
         finally:
             stream.close()
             with self._lock:
@@ -492,16 +492,16 @@ class SpanFetcher:
             stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft._on_retry)
             self._measured(stream, requests, into.nbytes, time.monotonic() - began)
 
-        behind = self._writer is not None and writes_behind(self._latency)
+        writer = self._writer if writes_behind(self._latency) else None
         try:
-            ft._land(index, view, fetch, keep_on_failure=True, persist=not behind)
+            ft._land(index, view, fetch, keep_on_failure=True, persist=writer is None)
         except BaseException:
             ft._give(buf)
             raise
-        if self._writer is not None and behind:
+        if writer is not None:
             with self._lock:
                 self.written_behind += 1
-            self._writer.submit(self._write_behind, index, buf, view)
+            writer.submit(self._write_behind, index, buf, view)
         else:
             ft._complete(index, buf, view)
 
@@ -560,7 +560,8 @@ class SpanFetcher:
 
 
 def _unexpected(name: str, exc: BaseException) -> XView2Error:
-    log.error("writing a part of %s", name, exc_info=exc)
+    """A bug, logged with its traceback and reported as the file's failure."""
+    log.error("fetching or writing a part of %s", name, exc_info=exc)
     return XView2Error(f"unexpected error: {exc!r}", file=name)
 
 
