@@ -143,6 +143,24 @@ class Wan:
 
         return run
 
+    def curl_ranges(self, url: str, f: TestFile, n: int):  # type: ignore[no-untyped-def]
+        """The link's floor as measured: ``n`` curls at once, each asking for its own
+        ``1/n`` of the file in one request, into /dev/null (no file, no verification):
+        one handshake and one round trip per connection, then streaming at the cap."""
+        curl = shlex.quote(self.tools["curl"])
+        step = -(-f.size // n)
+        ranges = [(i * step, min(f.size, (i + 1) * step) - 1) for i in range(n)]
+        script = " & ".join(
+            f"{curl} -sS --fail -o /dev/null -r {a}-{b} {shlex.quote(url)}" for a, b in ranges
+        )
+
+        def run() -> Row:
+            settle()
+            m = timed(f"floor: {n} x curl, a range each, no file", ["sh", "-c", f"{script}; wait"])
+            return Row(m, n)
+
+        return run
+
     def curl_sha1(self, url: str, f: TestFile, ca: Path):  # type: ignore[no-untyped-def]
         def run() -> Row:
             dest = fresh_dir(WORK / "dest" / "curl")
@@ -254,9 +272,15 @@ def wan_local(wan: Wan, nginx: Nginx, rtt: float, size: int, repeat: int) -> Sce
             wan.xview2_local(url, f, 16),
             wan.xview2_local(url, f, None),
             wan.aria2c(url, f),
+            wan.curl_ranges(url, f, 16),
         ]
         sc.rows = rounds(wan, contenders, repeat)
     x16, auto = "xview2 --connections 16", "xview2 (tuned"
+    floor = sc.ratio(x16, "floor")
+    if floor is not None:
+        sc.notes.append(
+            f"xview2 --connections 16 ÷ the measured floor (16 curls, a range each): {floor:.2f}"
+        )
     link16 = sc.limit(16)
     x = sc.get(x16)
     sc.targets = [
@@ -440,12 +464,17 @@ def markdown(wan: Wan, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " direction is delayed by half the round-trip time, a new connection's first bytes by"
         " one more round trip (its handshake), and the server-to-client direction of every"
         f" TCP connection is paced at {args.rate_mib:g} MiB/s with no burst; the proxy keeps"
-        " no more than the bandwidth-delay product plus 512 KiB in flight per direction, so a"
-        " client that stops reading stops the server. nginx itself is not throttled.",
+        " no more than the bandwidth-delay product plus 512 KiB and one 1 MiB read in flight"
+        " per direction, so a client that stops reading stops the server. nginx itself is"
+        " not throttled.",
         "- *Link's limit*: the file's size over the contender's connections times the cap"
         " (the time no client can beat with that many connections); *time ÷ limit* is how"
         " close the contender came to it. For the tuned default the connections are the"
         " count xview2 chose (its `-v` log line).",
+        "- *Floor*: 16 curls at once, each asking for its own sixteenth of the file in one"
+        " request, into /dev/null: what the link gives a client that pays one handshake and"
+        " one round trip per connection and nothing more (no probe, no file written, nothing"
+        " verified). It measures how near the link's limit any client can come here.",
         "- Wall time from the harness's clock around the whole command (process start,"
         " probe, handshakes, verification and `fsync` included); peak RSS from GNU `time -v`."
         " xview2 and aria2c verify SHA-1; curl is followed by `sha1sum`; the naive way"

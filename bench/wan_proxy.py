@@ -9,8 +9,8 @@ server on 127.0.0.1 and, for every connection it accepts:
 - delays each direction by half the round-trip time (``--rtt-ms``);
 - paces the server-to-client direction of *each connection* at ``--rate-mib`` MiB/s
   with no burst, like a per-connection cap, and keeps no more in flight than the
-  bandwidth-delay product plus a small queue, so a client that stops reading stops the
-  server (backpressure), as TCP would.
+  bandwidth-delay product plus a small queue and one read, so a client that stops
+  reading stops the server (backpressure), as TCP would.
 
 Run it on its own (``python bench/wan_proxy.py --upstream 127.0.0.1:8080 --rtt-ms 50
 --rate-mib 20``; it prints ``listening on PORT``) or through :class:`WanProxy` from the
@@ -45,7 +45,11 @@ class Direction:
         self, delay: float, rate: float | None, not_before: float, stats: dict[str, int]
     ) -> None:
         self.delay, self.rate, self.not_before = delay, rate, not_before
-        self.window = int((rate or 0) * delay * 2) + QUEUE_BYTES
+        # The bytes on the wire both ways, the bottleneck's queue, and one read more: a
+        # read of CHUNK must fit behind the one being sent, or a short link whose
+        # bandwidth-delay product is below a read idles between reads (at 20 ms and
+        # 20 MiB/s, without it, the link gave a sixth less than its cap).
+        self.window = int((rate or 0) * delay * 2) + QUEUE_BYTES + CHUNK
         self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
         self.held = 0
         self.room = asyncio.Event()
