@@ -200,7 +200,7 @@ class FileTransfer:
         """Parts landed ahead of the digest: in memory, or None when written to a store
         that reads them back (:class:`~.stores.RereadableParts`), their buffer given up."""
         self.read_back = 0  # parts the digest read back from the store
-        self._hold_limit: int | None = None
+        self.hold_limit: int | None = None
         """Parts that may wait for the digest in memory before more are given up (None:
         no limit); set by the span fetcher when the upload reads parts back."""
         self._draining = False
@@ -213,48 +213,48 @@ class FileTransfer:
         self.remote: Remote | None = None
         self.part_size = 0
         connections = engine.options.connections or engine.options.max_connections
-        self._outstanding_limit = connections + max(2, connections // 4)
-        self._outstanding = threading.Semaphore(self._outstanding_limit)
+        self.outstanding_limit = connections + max(2, connections // 4)
+        self.outstanding = threading.Semaphore(self.outstanding_limit)
         """Parts of this file in memory (fetching, being written, waiting for the digest):
         what a kill loses.  Without this bound a store slower than the source would let
         fetched parts pile up to the whole memory budget."""
         self._done: set[int] = set()  # parts persisted when this run began
-        self._kept: dict[int, int] = {}  # bytes of unhashed parts the store can give back
+        self.kept: dict[int, int] = {}  # bytes of unhashed parts the store can give back
 
     # -- helpers -----------------------------------------------------------------
     def _take(self, index: int) -> Buffer | None:
         """A buffer for part ``index``, within this file's and the run's bounds."""
-        if not _acquire(self._outstanding, self._cancelled):
+        if not _acquire(self.outstanding, self.cancelled):
             return None
-        buf = self.engine.pool.acquire(self._part_len(index), self._cancelled)
+        buf = self.engine.pool.acquire(self.part_len(index), self.cancelled)
         if buf is None:
-            self._outstanding.release()
+            self.outstanding.release()
         return buf
 
-    def _give(self, buf: Buffer) -> None:
+    def give(self, buf: Buffer) -> None:
         self.engine.pool.release(buf)
-        self._outstanding.release()
+        self.outstanding.release()
 
-    def _emit(self, kind: Any, **kw: Any) -> None:
+    def emit(self, kind: Any, **kw: Any) -> None:
         self.engine.progress(Event(kind, self.name, **kw))
 
-    def _on_bytes(self, n: int) -> None:
+    def on_bytes(self, n: int) -> None:
         with self._lock:
             self.result.bytes_fetched += n
-        self._emit("bytes", done=n)
+        self.emit("bytes", done=n)
 
-    def _on_retry(self, detail: str) -> None:
-        self._emit("retry", detail=detail)
+    def on_retry(self, detail: str) -> None:
+        self.emit("retry", detail=detail)
 
-    def _cancelled(self) -> bool:
+    def cancelled(self) -> bool:
         return self._error is not None or self.engine.stopping.is_set()
 
-    def _fail(self, error: XView2Error) -> None:
+    def fail(self, error: XView2Error) -> None:
         with self._lock:
             if self._error is None:
                 self._error = error
 
-    def _part_len(self, index: int) -> int:
+    def part_len(self, index: int) -> int:
         assert self.remote is not None and self.remote.size is not None
         return min(self.part_size, self.remote.size - index * self.part_size)
 
@@ -276,7 +276,7 @@ class FileTransfer:
         if self.engine.stopping.is_set() and not isinstance(exc, ContentError):
             exc = self._interrupted()
         self.result.status, self.result.error = failure_of(exc), exc
-        self._emit("failed", detail=str(exc))
+        self.emit("failed", detail=str(exc))
 
     def _interrupted(self) -> TransferInterrupted:
         kept, size = self.result.bytes_kept, self.result.size or 0
@@ -293,7 +293,7 @@ class FileTransfer:
 
     def _run(self) -> None:
         engine, link = self.engine, self.link
-        remote = self.remote = engine.http.probe(link, self._on_retry)
+        remote = self.remote = engine.http.probe(link, self.on_retry)
         left = link.seconds_left()
         log.info(
             "%s: %s bytes, %s, link valid for %s",
@@ -302,7 +302,7 @@ class FileTransfer:
             "ranges" if remote.ranges else "one stream (no Range support)",
             "an unknown time" if left is None else f"{int(left)}s",
         )
-        self._emit(
+        self.emit(
             "probed",
             total=remote.size,
             detail="" if left is None else f"link valid for {max(0, int(left))}s",
@@ -327,10 +327,10 @@ class FileTransfer:
         self.part_size = upload.part_size  # a resumed upload keeps its own
         nparts = math.ceil(size / self.part_size) if size else 0
         self._done = upload.done_parts()
-        self._kept = {i: n for i, n in upload.kept_parts().items() if self.hashed <= i < nparts}
-        resumed = self._bytes_before(self.hashed) + sum(self._kept.values())
+        self.kept = {i: n for i, n in upload.kept_parts().items() if self.hashed <= i < nparts}
+        resumed = self._bytes_before(self.hashed) + sum(self.kept.values())
         self.result.bytes_resumed = resumed
-        self._emit("started", done=resumed, total=size)
+        self.emit("started", done=resumed, total=size)
         try:
             if remote.ranges:
                 SpanFetcher(self, range(self.hashed, nparts)).run()
@@ -342,7 +342,7 @@ class FileTransfer:
                 self._checkpoint(force=True)
                 upload.close()
                 self.result.bytes_kept = self._bytes_before(self.hashed) + sum(
-                    min(n, self._part_len(i))
+                    min(n, self.part_len(i))
                     for i, n in upload.kept_parts().items()
                     if self.hashed <= i < nparts
                 )
@@ -377,13 +377,13 @@ class FileTransfer:
             except (InvalidState, ValueError) as exc:
                 message = f"discarding the resume state of {self.name} ({exc}); starting over"
                 log.warning("%s", message)
-                self._emit("info", detail=message)
+                self.emit("info", detail=message)
                 upload.abort()
                 self.upload = store.open_upload(self.name, size, upload.part_size)
         self.digests = {a: Digest(a) for a in algos}
         self.hashed = 0
 
-    def _land(
+    def land(
         self,
         index: int,
         view: memoryview,
@@ -393,7 +393,7 @@ class FileTransfer:
         persist: bool = True,
     ) -> None:
         """Fill ``view`` with part ``index`` and (with ``persist``) make the store hold
-        exactly it (:meth:`_persist`).
+        exactly it (:meth:`persist`).
 
         Bytes the store kept of the part are read back, the rest fetched from the offset
         where they end.  When the fetch fails or is stopped, the bytes that did arrive
@@ -401,7 +401,7 @@ class FileTransfer:
         """
         upload = self.upload
         assert upload is not None
-        have = self._kept.get(index, 0)
+        have = self.kept.get(index, 0)
         if have and not upload.read_part(index, view[:have]):
             have = 0
         filled = have
@@ -410,18 +410,18 @@ class FileTransfer:
             def counted(n: int) -> None:
                 nonlocal filled
                 filled += n
-                self._on_bytes(n)
+                self.on_bytes(n)
 
             try:
                 fetch(index * self.part_size + have, view[have:], counted)
             except XView2Error as exc:
                 if keep_on_failure and filled > have and not isinstance(exc, ContentError):
-                    self._keep(index, view[:filled])
+                    self.keep(index, view[:filled])
                 raise
         if persist:
-            self._persist(index, view)
+            self.persist(index, view)
 
-    def _persist(self, index: int, view: memoryview) -> None:
+    def persist(self, index: int, view: memoryview) -> None:
         """Make the store hold exactly ``view`` as part ``index``: a part persisted by an
         earlier run is confirmed (the store holds these bytes, or is given them again);
         any other is written."""
@@ -432,7 +432,7 @@ class FileTransfer:
         else:
             upload.write_part(index, view)
 
-    def _keep(self, index: int, data: memoryview) -> None:
+    def keep(self, index: int, data: memoryview) -> None:
         assert self.upload is not None
         try:
             self.upload.keep_partial(index, data)
@@ -449,35 +449,35 @@ class FileTransfer:
                 continue  # written whole, known to the store
             buf, view = item
             if not isinstance(self._error, ContentError):
-                self._keep(index, view)
-            self._give(buf)
+                self.keep(index, view)
+            self.give(buf)
 
     def _fetch_stream(self, indices: Sequence[int]) -> None:
         assert self.upload is not None
         stream = SequentialStream(self.engine.http, self.link)
 
         def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
-            stream.fill(start, into, on_bytes, self._on_retry)
+            stream.fill(start, into, on_bytes, self.on_retry)
 
         try:
             for index in indices:
                 buf = self._take(index)
                 if buf is None:
                     return
-                view = memoryview(buf)[: self._part_len(index)]
+                view = memoryview(buf)[: self.part_len(index)]
                 try:
                     # the stream's on_bytes also counts bytes skipped to reach an offset,
                     # so what landed in the part is not known: keep only whole parts
-                    self._land(index, view, fetch, keep_on_failure=False)
+                    self.land(index, view, fetch, keep_on_failure=False)
                 except XView2Error as exc:
-                    self._fail(exc)
-                    self._give(buf)
+                    self.fail(exc)
+                    self.give(buf)
                     return
-                self._complete(index, buf, view)
+                self.complete(index, buf, view)
         finally:
             stream.close()
 
-    def _complete(self, index: int, buf: Buffer, view: memoryview) -> None:
+    def complete(self, index: int, buf: Buffer, view: memoryview) -> None:
         """Hand a landed part to the in-order digest; whoever holds the frontier drains.
 
         A part that must wait while enough others already wait in memory is given up
@@ -492,13 +492,13 @@ class FileTransfer:
             drain = not self._draining and not given_up
             self._draining = self._draining or drain
         if given_up:
-            self._give(buf)
+            self.give(buf)
         elif drain:
             self._drain()
 
     def _may_give_up(self, index: int) -> bool:
         """Called under the lock: may landed part ``index`` wait on the store alone?"""
-        limit, upload = self._hold_limit, self.upload
+        limit, upload = self.hold_limit, self.upload
         if limit is None or index == self.hashed or not isinstance(upload, RereadableParts):
             return False
         waiting = sum(1 for item in self._ready.values() if item is not None)
@@ -515,11 +515,11 @@ class FileTransfer:
                     item = self._ready.pop(self.hashed)
                 if item is None:
                     assert held is not None  # the drain began with a part in memory
-                    view = memoryview(held)[: self._part_len(self.hashed)]
+                    view = memoryview(held)[: self.part_len(self.hashed)]
                     self._read_back(self.hashed, view)
                 else:
                     if held is not None:
-                        self._give(held)
+                        self.give(held)
                     held, view = item
                 for digest in self.digests.values():
                     digest.update(view)
@@ -532,7 +532,7 @@ class FileTransfer:
             raise
         finally:
             if held is not None:
-                self._give(held)
+                self.give(held)
 
     def _read_back(self, index: int, view: memoryview) -> None:
         assert self.upload is not None
@@ -585,7 +585,7 @@ class FileTransfer:
         try:
             self.upload.checkpoint(state)
         except XView2Error as exc:
-            self._fail(exc)
+            self.fail(exc)
 
     def _wait_for_checkpoints(self) -> None:
         with self._lock:
@@ -595,7 +595,7 @@ class FileTransfer:
 
     def _verify_and_publish(self, upload: Upload, size: int) -> None:
         self._wait_for_checkpoints()  # none may land after the upload is published
-        self._emit("verifying")
+        self.emit("verifying")
         actual = {a: d.hexdigest() for a, d in self.digests.items()}
         expected = self.entry.expected_digests()
         compared = [a for a in actual if a in expected]
@@ -610,7 +610,7 @@ class FileTransfer:
         )
         self.result.status = "verified" if verified else "unverified"
         self.result.digests = actual
-        self._emit("published", total=size, detail=self.result.status)
+        self.emit("published", total=size, detail=self.result.status)
 
 
 def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:

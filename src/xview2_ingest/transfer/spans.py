@@ -21,7 +21,7 @@ Rules that keep it correct and bounded:
   that must wait stops reading; the server is held back by TCP, not by our memory.
 - A break mid-span is retried from the first missing byte to the span's (current) end,
   under the same retry policy as single ranges; every reply is checked like theirs.
-- Each part lands through the engine's ``_land``: bytes the store kept of it are read
+- Each part lands through the engine's ``land``: bytes the store kept of it are read
   back and the rest fetched (from the lane's response when it is already there, else by
   a request from that offset), and a part persisted by an earlier run is confirmed.
 - To a remote store (not :class:`~..stores.LocalFiles`), over a source with a round trip
@@ -68,13 +68,13 @@ class FileTransfer(Protocol):
     hashed: int
     result: FileResult
     engine: Any
-    _outstanding: threading.Semaphore
-    _outstanding_limit: int
-    _kept: dict[int, int]
-    _hold_limit: int | None
+    outstanding: threading.Semaphore
+    outstanding_limit: int
+    kept: dict[int, int]
+    hold_limit: int | None
     read_back: int
 
-    def _land(
+    def land(
         self,
         index: int,
         view: memoryview,
@@ -83,16 +83,16 @@ class FileTransfer(Protocol):
         keep_on_failure: bool,
         persist: bool = True,
     ) -> None: ...
-    def _give(self, buf: Buffer) -> None: ...
-    def _persist(self, index: int, view: memoryview) -> None: ...
-    def _keep(self, index: int, data: memoryview) -> None: ...
-    def _part_len(self, index: int) -> int: ...
-    def _complete(self, index: int, buf: Buffer, view: memoryview) -> None: ...
-    def _on_bytes(self, n: int) -> None: ...
-    def _on_retry(self, detail: str) -> None: ...
-    def _cancelled(self) -> bool: ...
-    def _fail(self, error: XView2Error) -> None: ...
-    def _emit(self, kind: Any, **kw: Any) -> None: ...
+    def give(self, buf: Buffer) -> None: ...
+    def persist(self, index: int, view: memoryview) -> None: ...
+    def keep(self, index: int, data: memoryview) -> None: ...
+    def part_len(self, index: int) -> int: ...
+    def complete(self, index: int, buf: Buffer, view: memoryview) -> None: ...
+    def on_bytes(self, n: int) -> None: ...
+    def on_retry(self, detail: str) -> None: ...
+    def cancelled(self) -> bool: ...
+    def fail(self, error: XView2Error) -> None: ...
+    def emit(self, kind: Any, **kw: Any) -> None: ...
 
 
 log = logging.getLogger(__name__)
@@ -336,8 +336,8 @@ class SpanFetcher:
             self.memory_parts = max(1, MAX_SPAN // ft.part_size)
         else:
             self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
-        self.plan = SpanPlan(indices, 1, ft._kept)  # one part until a round trip is measured
-        self._base_window = ft._outstanding_limit
+        self.plan = SpanPlan(indices, 1, ft.kept)  # one part until a round trip is measured
+        self._base_window = ft.outstanding_limit
         self._grow_window()
         self._granted: set[int] = set()
         self._lock = threading.Lock()
@@ -377,7 +377,7 @@ class SpanFetcher:
             if not alive:
                 break
             alive[0].join(self.tuner.interval(self._latency))
-            if self.ft._cancelled() or self.plan.unclaimed() == 0:
+            if self.ft.cancelled() or self.plan.unclaimed() == 0:
                 continue
             more = self.tuner.observe(time.monotonic(), self.ft.result.bytes_fetched)
             if more:
@@ -403,7 +403,7 @@ class SpanFetcher:
             self.ft.read_back,
             self.written_behind,
         )
-        self.ft._emit("info", detail=how)
+        self.ft.emit("info", detail=how)
 
     def _add_lanes(self, n: int) -> None:
         for _ in range(n):
@@ -412,7 +412,7 @@ class SpanFetcher:
             if self._threads and not self.engine.connections.acquire(blocking=False):
                 self.tuner.settle("the connections across all files are in use")
                 return
-            if not self._threads and not _acquire(self.engine.connections, self.ft._cancelled):
+            if not self._threads and not _acquire(self.engine.connections, self.ft.cancelled):
                 return
             thread = threading.Thread(
                 target=self._lane, name=f"xview2-lane-{self.ft.name}", daemon=True
@@ -428,23 +428,23 @@ class SpanFetcher:
         parts that wait under this, and nothing is read back."""
         if self.rereads:
             lanes, pool = len(self._threads), self.engine.pool
-            self.ft._hold_limit = max(2, pool.budget // self.ft.part_size - lanes - 1)
+            self.ft.hold_limit = max(2, pool.budget // self.ft.part_size - lanes - 1)
 
     # -- one lane ------------------------------------------------------------------------
     def _lane(self) -> None:
         ft = self.ft
         stream = SpanStream(self.engine.http, ft.link, ft.remote)  # type: ignore[arg-type]
         try:
-            while not ft._cancelled():
+            while not ft.cancelled():
                 span = self.plan.claim(self.tuner.ceiling)  # room for lanes still to come
                 if span is None:
                     return
                 self._run_span(span, stream)
                 stream.close()
         except XView2Error as exc:
-            ft._fail(exc)
+            ft.fail(exc)
         except Exception as exc:  # a bug must not hang the file
-            ft._fail(_unexpected(ft.name, exc))
+            ft.fail(_unexpected(ft.name, exc))
         finally:
             stream.close()
             with self._lock:
@@ -460,17 +460,17 @@ class SpanFetcher:
         in use (one part each where no round trip is worth hiding)."""
         lanes = self.tuner.ceiling
         window = lanes * self.memory_parts + max(2, lanes // 4)
-        for _ in range(window - self.ft._outstanding_limit):
-            self.ft._outstanding.release()
-        self.ft._outstanding_limit = max(window, self.ft._outstanding_limit)
+        for _ in range(window - self.ft.outstanding_limit):
+            self.ft.outstanding.release()
+        self.ft.outstanding_limit = max(window, self.ft.outstanding_limit)
 
     def _run_span(self, span: Span, stream: SpanStream) -> None:
         ft = self.ft
         while (index := self.plan.next_part(span)) is not None:
-            size = ft._part_len(index)
+            size = ft.part_len(index)
             asked = time.monotonic()
-            buf = self.engine.pool.acquire(size, ft._cancelled, partial(self._keep_free, index))
-            if buf is not None and not _acquire(ft._outstanding, ft._cancelled):
+            buf = self.engine.pool.acquire(size, ft.cancelled, partial(self._keep_free, index))
+            if buf is not None and not _acquire(ft.outstanding, ft.cancelled):
                 self.engine.pool.release(buf)
                 buf = None
             with self._lock:
@@ -485,40 +485,40 @@ class SpanFetcher:
         """Land part ``index`` through the engine (kept bytes read back, the rest fetched
         from this lane's response, the part written or confirmed), then digest it."""
         ft = self.ft
-        view = memoryview(buf)[: ft._part_len(index)]
+        view = memoryview(buf)[: ft.part_len(index)]
 
         def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
             began, requests = time.monotonic(), stream.requests
-            stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft._on_retry)
+            stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft.on_retry)
             self._measured(stream, requests, into.nbytes, time.monotonic() - began)
 
         writer = self._writer if writes_behind(self._latency) else None
         try:
-            ft._land(index, view, fetch, keep_on_failure=True, persist=writer is None)
+            ft.land(index, view, fetch, keep_on_failure=True, persist=writer is None)
         except BaseException:
-            ft._give(buf)
+            ft.give(buf)
             raise
         if writer is not None:
             with self._lock:
                 self.written_behind += 1
             writer.submit(self._write_behind, index, buf, view)
         else:
-            ft._complete(index, buf, view)
+            ft.complete(index, buf, view)
 
     def _write_behind(self, index: int, buf: Buffer, view: memoryview) -> None:
         """Persist and digest a fetched part off the lane, which reads on meanwhile."""
         ft = self.ft
         try:
-            ft._persist(index, view)
+            ft.persist(index, view)
         except BaseException as exc:
-            ft._keep(index, view)
-            ft._give(buf)
-            ft._fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
+            ft.keep(index, view)
+            ft.give(buf)
+            ft.fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
             return
         try:
-            ft._complete(index, buf, view)
+            ft.complete(index, buf, view)
         except BaseException as exc:
-            ft._fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
+            ft.fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
 
     def _measured(self, stream: SpanStream, requests: int, size: int, seconds: float) -> None:
         """Learn the round trip (the least request-to-reply time seen) and one lane's
