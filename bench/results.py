@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common import MB, GiB, Measure, MiB
+from common import MB, GiB, Measure, MiB, machine_markdown
 
 RSS_LIMIT_MB = 256.0
 
@@ -144,3 +144,20 @@ def targets_table(scenarios: list[Scenario]) -> str:
             met = {True: "yes", False: "**no**", None: "n/a"}[t.met]
             rows.append(f"| {t.label} | {value} | {limit} | {met} |")
     return "\n".join(rows)
+
+
+def section_head(heading: str, command_line: str, info: dict[str, str]) -> list[str]:
+    """The opening lines of a generated section: its heading, the command that made it,
+    the machine, and the start of the "How it is measured" list."""
+    return [
+        heading,
+        "",
+        command_line,
+        "",
+        "Machine:",
+        "",
+        machine_markdown(info),
+        "",
+        "How it is measured:",
+        "",
+    ]

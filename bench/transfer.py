@@ -45,7 +45,6 @@ from common import (
     fresh_dir,
     load_average,
     machine,
-    machine_markdown,
     make_file,
     require,
     settle,
@@ -61,6 +60,7 @@ from results import (
     Target,
     fmt_ratio,
     rounds,
+    section_head,
     show,
     size_label,
     table,
@@ -461,17 +461,12 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " the median counts"
     )
     parts = [
-        "## Transfer: xview2 side by side with aria2c, curl, rclone and the naive way",
-        "",
-        f"Command: `{command}` ({runs}; total {elapsed / 60:.1f} min;"
-        f" xview2 run through {b.xview2_how}; generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(info),
-        "",
-        "How it is measured:",
-        "",
+        *section_head(
+            "## Transfer: xview2 side by side with aria2c, curl, rclone and the naive way",
+            f"Command: `{command}` ({runs}; total {elapsed / 60:.1f} min;"
+            f" xview2 run through {b.xview2_how}; generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
+            info,
+        ),
         "- Web server: nginx on 127.0.0.1 (`sendfile on`, files in the page cache); the"
         f" throttled location has `limit_rate {args.rate_mb * MB:.0f}` (bytes/s, per"
         " connection). S3: `moto_server` on 127.0.0.1, a fresh process and bucket for every"

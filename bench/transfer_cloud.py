@@ -25,13 +25,22 @@ from common import (
     Nginx,
     TestFile,
     catalog_for,
-    machine_markdown,
     make_file,
     settle,
     timed,
     warm,
 )
-from results import Scenario, Target, fmt_ratio, rounds, show, size_label, table, targets_table
+from results import (
+    Scenario,
+    Target,
+    fmt_ratio,
+    rounds,
+    section_head,
+    show,
+    size_label,
+    table,
+    targets_table,
+)
 
 if TYPE_CHECKING:
     from transfer import Bench
@@ -257,18 +266,13 @@ def cloud_markdown(
         command += f" --size-gib {args.size_gib:g}"
     command += f" --repeat {args.repeat}"
     parts = [
-        "## Transfer to GCS and Azure Blob (emulators): xview2, the naive way and rclone",
-        "",
-        f"Command: `{command}` ({args.repeat} interleaved round(s), the median counts; total"
-        f" {elapsed / 60:.1f} min; xview2 run through {b.xview2_how};"
-        f" generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(info),
-        "",
-        "How it is measured:",
-        "",
+        *section_head(
+            "## Transfer to GCS and Azure Blob (emulators): xview2, the naive way and rclone",
+            f"Command: `{command}` ({args.repeat} interleaved round(s), the median counts;"
+            f" total {elapsed / 60:.1f} min; xview2 run through {b.xview2_how};"
+            f" generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
+            info,
+        ),
         "- Source: nginx on 127.0.0.1 as in the transfer section (throttled: `limit_rate"
         f" {args.rate_mb * MB:.0f}` bytes/s per connection). Destination: a fresh emulator"
         " process and bucket/container for every run, in memory: fake-gcs-server (the Go"

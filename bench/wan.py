@@ -24,7 +24,6 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +39,6 @@ from common import (
     NGINX_CONF,
     REPO,
     WORK,
-    GiB,
     Measure,
     MiB,
     Nginx,
@@ -51,7 +49,6 @@ from common import (
     fresh_dir,
     load_average,
     machine,
-    machine_markdown,
     make_file,
     require,
     settle,
@@ -60,6 +57,8 @@ from common import (
     wait_for_port,
     warm,
 )
+from results import fmt_ratio, section_head, size_label
+from results import rounds as all_rounds
 from transfer import Bench
 from wan_proxy import WanProxy
 
@@ -195,29 +194,23 @@ class Wan:
 
 
 def rounds(wan: Wan, contenders: list[Callable[[], Row]], repeat: int) -> list[Row]:
-    """Interleaved rounds (A B C, A B C, ...); each contender's median time counts."""
-    runs: list[list[Row]] = [[] for _ in contenders]
-    for r in range(repeat):
-        if repeat > 1:
-            print(f"   -- round {r + 1} of {repeat}", flush=True)
-        for i, run in enumerate(contenders):
-            runs[i].append(run())
+    """Interleaved rounds (A B C, A B C, ...) as in ``results.rounds``; each contender's
+    median time counts, with the most connections it used."""
+    rows: list[list[Row]] = [[] for _ in contenders]
+
+    def measured(i: int, run: Callable[[], Row]) -> Callable[[], Measure]:
+        def go() -> Measure:
+            rows[i].append(run())
+            return rows[i][-1].m
+
+        return go
+
+    merged = all_rounds([measured(i, run) for i, run in enumerate(contenders)], repeat)
     out = []
-    for rows in runs:
-        ms = [row.m for row in rows]
-        failed = [m for m in ms if not m.ok]
-        rss = [m.peak_rss_mb for m in ms if m.peak_rss_mb]
-        merged = Measure(
-            ms[0].tool,
-            statistics.median(m.seconds for m in ms),
-            max(rss) if rss else None,
-            not failed,
-            failed[0].detail if failed else "",
-        )
-        merged.extra["runs"] = [round(m.seconds, 2) for m in ms]
-        conns = [row.connections for row in rows if row.connections]
-        why = next((row.chosen for row in rows if row.chosen), "")
-        out.append(Row(merged, max(conns) if conns else None, why))
+    for m, mine in zip(merged, rows, strict=True):
+        conns = [row.connections for row in mine if row.connections]
+        why = next((row.chosen for row in mine if row.chosen), "")
+        out.append(Row(m, max(conns) if conns else None, why))
     return out
 
 
@@ -262,7 +255,7 @@ def wan_local(wan: Wan, nginx: Nginx, rtt: float, size: int, repeat: int) -> Sce
     f = make_file(size)
     warm(f.path)
     sc = Scenario(
-        f"{_size(size)} to local disk, {rtt:g} ms RTT, {args.rate_mib:g} MiB/s per connection",
+        f"{size_label(size)} to local disk, {rtt:g} ms RTT, {args.rate_mib:g} MiB/s per connection",
         size,
         args.rate_mib,
     )
@@ -301,7 +294,7 @@ def wan_s3(wan: Wan, nginx: Nginx, rtt: float, size: int, repeat: int) -> Scenar
     f = make_file(size)
     warm(f.path)
     sc = Scenario(
-        f"{_size(size)} to S3 (moto), {rtt:g} ms RTT, {args.rate_mib:g} MiB/s per connection",
+        f"{size_label(size)} to S3 (moto), {rtt:g} ms RTT, {args.rate_mib:g} MiB/s per connection",
         size,
         args.rate_mib,
     )
@@ -312,14 +305,15 @@ def wan_s3(wan: Wan, nginx: Nginx, rtt: float, size: int, repeat: int) -> Scenar
         sc.rows = rounds(wan, contenders, repeat)
     sc.targets = [(f"xview2 / naive ({sc.title})", sc.ratio("xview2", "naive"), 0.2, "x")]
     if not args.skip_rclone:
-        sc.notes.append(f"xview2 / rclone copyurl: {_fmt(sc.ratio('xview2', 'rclone'))}")
+        sc.notes.append(f"xview2 / rclone copyurl: {fmt_ratio(sc.ratio('xview2', 'rclone'))}")
     return sc
 
 
 def https_unthrottled(wan: Wan, size: int, repeat: int) -> Scenario:
     f = make_file(size)
     warm(f.path)
-    sc = Scenario(f"{_size(size)} over HTTPS (self-signed CA), unthrottled, no proxy", size, None)
+    title = f"{size_label(size)} over HTTPS (self-signed CA), unthrottled, no proxy"
+    sc = Scenario(title, size, None)
     with HttpsNginx() as nginx:
         url = nginx.url(f.name)
         contenders = [wan.xview2_local(url, f, None, nginx.cert), wan.curl_sha1(url, f, nginx.cert)]
@@ -380,14 +374,6 @@ class HttpsNginx(Nginx):
 # -- report ------------------------------------------------------------------------------
 
 
-def _size(size: int) -> str:
-    return f"{size / GiB:g} GiB" if size >= GiB // 4 else f"{size / MiB:g} MiB"
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def table(sc: Scenario) -> str:
     first = sc.rows[0]
     head = (
@@ -403,7 +389,7 @@ def table(sc: Scenario) -> str:
         ratio = (
             "—"
             if r is first
-            else _fmt(first.m.seconds / m.seconds if m.ok and first.m.ok else None)
+            else fmt_ratio(first.m.seconds / m.seconds if m.ok and first.m.ok else None)
         )
         conns = str(r.connections or "?") + (f" ({r.chosen})" if r.chosen else "")
         runs = ", ".join(f"{t:.2f}" for t in m.extra.get("runs", []))  # type: ignore[attr-defined]
@@ -435,7 +421,7 @@ def targets_table(scenarios: list[Scenario], rss: list[tuple[str, float | None]]
     for sc in scenarios:
         for label, value, limit, unit in sc.targets:
             met = "n/a" if value is None else ("yes" if value <= limit else "**no**")
-            rows.append(f"| {label} | {_fmt(value)}{unit} | {limit:g}{unit} | {met} |")
+            rows.append(f"| {label} | {fmt_ratio(value)}{unit} | {limit:g}{unit} | {met} |")
     for label, value in rss:
         met = "n/a" if value is None else ("yes" if value <= RSS_LIMIT_MB else "**no**")
         shown = "n/a" if value is None else f"{value:.0f} MB"
@@ -447,19 +433,14 @@ def markdown(wan: Wan, scenarios: list[Scenario], info: dict[str, str], elapsed:
     args = wan.args
     command = "python bench/wan.py" + (" --quick" if args.quick else "")
     parts = [
-        "## Figures",
-        "",
-        f"Command: `{command}` ({args.repeat} interleaved round(s) for the 50 ms and HTTPS"
-        f" scenarios, the median counts, one for the others; total {elapsed / 60:.1f} min;"
-        f" xview2 run through {wan.b.xview2_how};"
-        f" generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
-        "",
-        "Machine:",
-        "",
-        machine_markdown(info),
-        "",
-        "How it is measured:",
-        "",
+        *section_head(
+            "## Figures",
+            f"Command: `{command}` ({args.repeat} interleaved round(s) for the 50 ms and HTTPS"
+            f" scenarios, the median counts, one for the others; total {elapsed / 60:.1f} min;"
+            f" xview2 run through {wan.b.xview2_how};"
+            f" generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
+            info,
+        ),
         "- Every contender reaches nginx on 127.0.0.1 through `bench/wan_proxy.py`: each"
         " direction is delayed by half the round-trip time, a new connection's first bytes by"
         " one more round trip (its handshake), and the server-to-client direction of every"
