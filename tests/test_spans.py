@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from xview2_ingest import Catalog, download
 from xview2_ingest.demo.server import Faults, SignedLinkServer
+from xview2_ingest.transfer.digest import Digest
 from xview2_ingest.transfer.spans import SpanPlan, span_parts, writes_behind
 
 MiB = 1 << 20
@@ -133,6 +135,36 @@ def test_parts_far_ahead_of_the_digest_wait_on_disk(
     said = [r.getMessage() for r in caplog.records if "hashed from the store" in r.getMessage()]
     assert said and not said[0].endswith(" 0 parts hashed from the store"), said
     assert max(last - first + 1 for first, last in ranges) > span_parts(16 * MiB, PART, 4) * PART
+
+
+def test_lanes_leave_the_hashing_to_the_digest_thread(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane that lands the frontier part goes back to its connection: every byte is
+    hashed, in order, on the file's digest thread, never on a lane."""
+    root, data, catalog = _serve(tmp_path, 12 * MiB, seed)
+    hashed: list[tuple[str, int]] = []
+    update = Digest.update
+
+    def watched(self: Digest, chunk: bytes | bytearray | memoryview) -> None:
+        hashed.append((threading.current_thread().name, len(chunk)))
+        update(self, chunk)
+
+    monkeypatch.setattr(Digest, "update", watched)
+    with SignedLinkServer(root, faults=Faults(latency=0.02, rate=8 * MiB)) as srv:
+        report = download(
+            [srv.url_for("f.tar.gz")],
+            tmp_path / "dest",
+            catalog=catalog,
+            connections=4,
+            part_size=PART,
+            memory_mb=16,
+        )
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    assert sum(n for _, n in hashed) == len(data)
+    threads = {name for name, _ in hashed}
+    assert all(name.startswith("xview2-digest-") for name in threads), threads
 
 
 @pytest.mark.parametrize("resets", [1, 5])

@@ -8,7 +8,8 @@ Path of the bytes for one file::
           response (:mod:`.spans`); for each part, as memory allows: read back what the
           store kept of it, fetch the rest into a pooled buffer
           ─► store.write_part(i), or store.confirm_part(i) for a part persisted earlier
-       ─► digest the parts strictly in order (the reorder window is the buffer pool)
+       ─► digest the parts strictly in order, on the file's own digest thread (the
+          reorder window is the buffer pool)
        ─► checkpoint {digest state, parts hashed} through the upload, written off the
           digest's path by one writer per file that always takes the newest state
        ─► all parts hashed: compare with the catalog ─► publish, or abort on mismatch
@@ -204,6 +205,8 @@ class FileTransfer:
         """Parts that may wait for the digest in memory before more are given up (None:
         no limit); set by the span fetcher when the upload reads parts back."""
         self._draining = False
+        self._digester: ThreadPoolExecutor | None = None
+        """This file's digest thread, while its parts are fetched (see :meth:`complete`)."""
         self._last_checkpoint = 0.0
         self._newest_state: dict[str, Any] | None = None
         self._writer: Future[None] | None = None
@@ -331,12 +334,14 @@ class FileTransfer:
         resumed = self._bytes_before(self.hashed) + sum(self.kept.values())
         self.result.bytes_resumed = resumed
         self.emit("started", done=resumed, total=size)
+        self._digester = ThreadPoolExecutor(1, thread_name_prefix=f"xview2-digest-{self.name}")
         try:
             if remote.ranges:
                 SpanFetcher(self, range(self.hashed, nparts)).run()
             else:
                 self._fetch_stream(range(self.hashed, nparts))
         finally:
+            self._digester.shutdown(wait=True)  # every part landed is hashed, if it can be
             if self._error is not None or self.hashed < nparts:
                 self._keep_waiting_parts()
                 self._checkpoint(force=True)
@@ -478,13 +483,17 @@ class FileTransfer:
             stream.close()
 
     def complete(self, index: int, buf: Buffer, view: memoryview) -> None:
-        """Hand a landed part to the in-order digest; whoever holds the frontier drains.
+        """Hand a landed part to the in-order digest, which runs on this file's digest
+        thread and hashes every part that is contiguous with what it hashed so far.
 
-        A part that must wait while enough others already wait in memory is given up
-        when the store can read it back whole: the drainer reads it into the buffer it
-        just hashed.  Draining goes on after a failure or a stop: every part hashed is a
-        part the next run need not fetch.  Parts still waiting when the run ends are
-        kept by :meth:`_keep_waiting_parts`.
+        Not on the caller's thread: the lane that lands the frontier part would otherwise
+        hash everything that waited behind it (a few hundred MiB at times) while its
+        connection stood idle (``docs/benchmarks-wan.md``).  A part that must wait while
+        enough others already wait in memory is given up when the store can read it back
+        whole: the digest reads it into the buffer it just hashed.  Draining goes on
+        after a failure or a stop: every part hashed is a part the next run need not
+        fetch.  Parts still waiting when the run ends are kept by
+        :meth:`_keep_waiting_parts`.
         """
         with self._lock:
             given_up = self._may_give_up(index)
@@ -494,7 +503,18 @@ class FileTransfer:
         if given_up:
             self.give(buf)
         elif drain:
+            assert self._digester is not None
+            self._digester.submit(self._drain_or_fail)
+
+    def _drain_or_fail(self) -> None:
+        """:meth:`_drain` on the digest thread: its failure is the file's."""
+        try:
             self._drain()
+        except XView2Error as exc:
+            self.fail(exc)
+        except Exception as exc:  # a bug must not leave the file waiting
+            log.error("hashing %s", self.name, exc_info=exc)
+            self.fail(XView2Error(f"unexpected error: {exc!r}", file=self.name))
 
     def _may_give_up(self, index: int) -> bool:
         """Called under the lock: may landed part ``index`` wait on the store alone?"""
