@@ -450,6 +450,8 @@ def big_rss(b: Bench, nginx: Nginx, size: int) -> Scenario:
 def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed: float) -> str:
     args = b.args
     command = "python bench/transfer.py" + (" --quick" if args.quick else "")
+    if args.only:
+        command += " --only " + " ".join(sc.key for sc in scenarios)
     if args.size_gib:
         command += f" --size-gib {args.size_gib:g}"
     if args.repeat != (1 if args.quick else 3):
