@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xview2_ingest import Catalog, download
+from xview2_ingest import Catalog, DownloadReport, download
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 from xview2_ingest.transfer.digest import Digest
 from xview2_ingest.transfer.spans import SpanPlan, span_parts, writes_behind
@@ -40,6 +40,20 @@ def _ranges(srv: SignedLinkServer) -> list[tuple[int, int]]:
             first, _, last = header[6:].partition("-")
             out.append((int(first), int(last)))
     return [r for r in out if r != (0, 1)]  # the probe
+
+
+def _fetch(
+    srv: SignedLinkServer, dest: Path, catalog: Catalog, connections: int, memory_mb: int
+) -> DownloadReport:
+    """The served file into the folder ``dest`` in parts of :data:`PART`."""
+    return download(
+        [srv.url_for("f.tar.gz")],
+        dest,
+        catalog=catalog,
+        connections=connections,
+        part_size=PART,
+        memory_mb=memory_mb,
+    )
 
 
 # -- the plan ------------------------------------------------------------------------
@@ -97,14 +111,7 @@ def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
     """With a round trip to hide, spans grow to many parts per request."""
     root, data, catalog = _serve(tmp_path, 8 * MiB, seed)
     with SignedLinkServer(root, faults=Faults(latency=0.05, rate=8 * MiB)) as srv:
-        report = download(
-            [srv.url_for("f.tar.gz")],
-            tmp_path / "dest",
-            catalog=catalog,
-            connections=2,
-            part_size=PART,
-            memory_mb=64,
-        )
+        report = _fetch(srv, tmp_path / "dest", catalog, 2, 64)
         ranges = _ranges(srv)
     assert report.ok, report.summary()
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
@@ -121,14 +128,7 @@ def test_parts_far_ahead_of_the_digest_wait_on_disk(
     root, data, catalog = _serve(tmp_path, 48 * MiB, seed)
     caplog.set_level(logging.INFO, logger="xview2_ingest.transfer.spans")
     with SignedLinkServer(root, faults=Faults(latency=0.05, rate=12 * MiB)) as srv:
-        report = download(
-            [srv.url_for("f.tar.gz")],
-            tmp_path / "dest",
-            catalog=catalog,
-            connections=4,
-            part_size=PART,
-            memory_mb=16,
-        )
+        report = _fetch(srv, tmp_path / "dest", catalog, 4, 16)
         ranges = _ranges(srv)
     assert report.ok, report.summary()
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
@@ -152,14 +152,7 @@ def test_lanes_leave_the_hashing_to_the_digest_thread(
 
     monkeypatch.setattr(Digest, "update", watched)
     with SignedLinkServer(root, faults=Faults(latency=0.02, rate=8 * MiB)) as srv:
-        report = download(
-            [srv.url_for("f.tar.gz")],
-            tmp_path / "dest",
-            catalog=catalog,
-            connections=4,
-            part_size=PART,
-            memory_mb=16,
-        )
+        report = _fetch(srv, tmp_path / "dest", catalog, 4, 16)
     assert report.ok, report.summary()
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
     assert sum(n for _, n in hashed) == len(data)
@@ -175,14 +168,7 @@ def test_resets_mid_span_give_a_byte_identical_file(tmp_path: Path, seed: int, r
     cut = random.Random(seed).randrange(PART // 4, PART)
     faults = Faults(reset_after=cut, reset_count=resets + 3, latency=0.05, rate=8 * MiB)
     with SignedLinkServer(root, faults=faults) as srv:
-        report = download(
-            [srv.url_for("f.tar.gz")],
-            tmp_path / "dest",
-            catalog=catalog,
-            connections=2,
-            part_size=PART,
-            memory_mb=64,
-        )
+        report = _fetch(srv, tmp_path / "dest", catalog, 2, 64)
         ranges = _ranges(srv)
     assert report.ok, report.summary()
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
@@ -202,14 +188,7 @@ def test_work_stealing_finishes_the_tail(
     faults = Faults(stall_seconds=3.0, stall_at=at, latency=0.05, rate=8 * MiB)
     with SignedLinkServer(root, faults=faults) as srv:
         with caplog.at_level(logging.INFO, logger="xview2_ingest.transfer.spans"):
-            report = download(
-                [srv.url_for("f.tar.gz")],
-                tmp_path / "dest",
-                catalog=catalog,
-                connections=2,
-                part_size=PART,
-                memory_mb=64,
-            )
+            report = _fetch(srv, tmp_path / "dest", catalog, 2, 64)
         ranges = _ranges(srv)
     assert report.ok, report.summary()
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
