@@ -62,6 +62,12 @@ class XView2Error(Exception):
             text = f"{text} ({hint})"
         super().__init__(text)
 
+    @classmethod
+    def unexpected(cls, exc: BaseException, *, file: str | None = None) -> XView2Error:
+        """A bug (an exception the library did not raise on purpose) reported as a file's
+        failure, so that one file's bug never takes the others or the run down."""
+        return cls(f"unexpected error: {exc!r}", file=file)
+
 
 class UsageError(XView2Error):
     """The command line or an input file cannot be understood."""

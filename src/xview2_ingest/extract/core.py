@@ -122,7 +122,7 @@ class Extractor:
                 self._fail(result, exc)
             except Exception as exc:  # a bug: reported per archive, like every failure
                 log.exception("unexpected error while extracting %s", archive)
-                self._fail(result, XView2Error(f"unexpected error: {exc!r}", file=archive))
+                self._fail(result, XView2Error.unexpected(exc, file=archive))
             result.seconds = time.monotonic() - started
             results.append(result)
         return ExtractReport(results, self.store.url)

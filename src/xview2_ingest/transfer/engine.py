@@ -270,7 +270,7 @@ class FileTransfer:
             self._record_failure(exc)
         except Exception as exc:  # a bug must not take the other files down
             log.exception("unexpected error while transferring %s", self.name)
-            self._record_failure(XView2Error(f"unexpected error: {exc!r}", file=self.name))
+            self._record_failure(XView2Error.unexpected(exc, file=self.name))
         finally:
             self.result.seconds = time.monotonic() - started
         return self.result
@@ -514,7 +514,7 @@ class FileTransfer:
             self.fail(exc)
         except Exception as exc:  # a bug must not leave the file waiting
             log.error("hashing %s", self.name, exc_info=exc)
-            self.fail(XView2Error(f"unexpected error: {exc!r}", file=self.name))
+            self.fail(XView2Error.unexpected(exc, file=self.name))
 
     def _may_give_up(self, index: int) -> bool:
         """Called under the lock: may landed part ``index`` wait on the store alone?"""

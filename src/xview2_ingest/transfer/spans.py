@@ -25,7 +25,7 @@ Rules that keep it correct and bounded:
   back and the rest fetched (from the lane's response when it is already there, else by
   a request from that offset), and a part persisted by an earlier run is confirmed.
 - To a remote store (not :class:`~..stores.LocalFiles`), over a source with a round trip
-  (:data:`WRITE_BEHIND_RTT`), a fetched part is written and digested off the lane, by a
+  (:data:`WRITE_BEHIND_RTT`), a fetched part is written off the lane, by a
   writer thread: the lane's connection keeps streaming while the part goes up, instead
   of idling for the length of the upload.  The part
   keeps its buffer (and its place in the memory bounds) until it is digested.
@@ -506,7 +506,8 @@ class SpanFetcher:
             ft.complete(index, buf, view)
 
     def _write_behind(self, index: int, buf: Buffer, view: memoryview) -> None:
-        """Persist and digest a fetched part off the lane, which reads on meanwhile."""
+        """Persist a fetched part off the lane, which reads on meanwhile, and hand it to the
+        digest."""
         ft = self.ft
         try:
             ft.persist(index, view)
@@ -562,7 +563,7 @@ class SpanFetcher:
 def _unexpected(name: str, exc: BaseException) -> XView2Error:
     """A bug, logged with its traceback and reported as the file's failure."""
     log.error("fetching or writing a part of %s", name, exc_info=exc)
-    return XView2Error(f"unexpected error: {exc!r}", file=name)
+    return XView2Error.unexpected(exc, file=name)
 
 
 def _acquire(sem: threading.Semaphore, cancelled: Callable[[], bool]) -> bool:
