@@ -8,7 +8,8 @@ server on 127.0.0.1 and, for every connection it accepts:
 - holds the client's first bytes for one extra round trip (the TCP handshake);
 - delays each direction by half the round-trip time (``--rtt-ms``);
 - paces the server-to-client direction of *each connection* at ``--rate-mib`` MiB/s
-  with no burst, like a per-connection cap, and keeps no more in flight than the
+  with no burst, like a per-connection cap, in slices of 64 KiB (so a reply's first
+  bytes are not held back until a whole read has been paced), and keeps no more in flight than the
   bandwidth-delay product plus a small queue and one read, so a client that stops
   reading stops the server (backpressure), as TCP would.
 
@@ -36,6 +37,10 @@ LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 CHUNK = 1024 * 1024
 QUEUE_BYTES = 512 * 1024
 """Bytes a direction may hold beyond its bandwidth-delay product (the bottleneck's queue)."""
+SLICE = 64 * 1024
+"""A paced read goes out in slices this long, each when the cap has let its last byte
+through: a reply's first bytes arrive one round trip after the request, as over TCP,
+instead of after the whole read (1 MiB at 20 MiB/s is 50 ms more)."""
 
 
 class Direction:
@@ -50,7 +55,7 @@ class Direction:
         # bandwidth-delay product is below a read idles between reads (at 20 ms and
         # 20 MiB/s, without it, the link gave a sixth less than its cap).
         self.window = int((rate or 0) * delay * 2) + QUEUE_BYTES + CHUNK
-        self.queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[float, bytes | memoryview]] = asyncio.Queue()
         self.held = 0
         self.room = asyncio.Event()
         self.room.set()
@@ -67,16 +72,19 @@ class Direction:
                 if not data:
                     break
                 now = loop.time()
-                if self.rate:
-                    sent_until = max(now, sent_until) + len(data) / self.rate
-                    due = sent_until + self.delay
-                else:
-                    due = now + self.delay
-                due = max(due, self.not_before + self.delay)
                 self.held += len(data)
                 if self.held >= self.window:
                     self.room.clear()
-                self.queue.put_nowait((due, data))
+                if not self.rate:
+                    self.queue.put_nowait((max(now, self.not_before) + self.delay, data))
+                    continue
+                sent_until = max(now, sent_until)
+                view = memoryview(data)
+                for at in range(0, len(data), SLICE):
+                    piece = view[at : at + SLICE]
+                    sent_until += len(piece) / self.rate
+                    due = max(sent_until, self.not_before) + self.delay
+                    self.queue.put_nowait((due, piece))
         except (ConnectionError, OSError):
             pass
         finally:
