@@ -21,7 +21,8 @@ from xview2_ingest.cli import main
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 from xview2_ingest.errors import LinkError, ServerError
 from xview2_ingest.events import Event
-from xview2_ingest.transfer.http import MAX_REDIRECTS, RetryPolicy
+from xview2_ingest.links import parse_links_text
+from xview2_ingest.transfer.http import MAX_REDIRECTS, HttpClient, RetryPolicy
 from xview2_ingest.transfer.proxies import ProxySettings
 
 MiB = 1 << 20
@@ -68,6 +69,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- connections ---------------------------------------------------------------------------
+
+
+def test_connections_are_opened_while_the_probe_is_on_its_way(payload) -> None:  # type: ignore[no-untyped-def]
+    """The lanes start once the probe has answered; the connections they will use are
+    opened meanwhile, so a lane's first request waits one round trip, not two."""
+    root, data = payload
+    with SignedLinkServer(root) as srv:
+        (link,) = parse_links_text(srv.url_for(NAME))
+        client = HttpClient(8, FAST)
+        client.warm(link, 3)
+        deadline = time.monotonic() + 10
+        while srv.connections < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # every warmed connection is back in the pool
+        opened = srv.connections
+        remote = client.probe(link)
+        assert srv.connections == opened == 3, "the probe used a warmed connection"
+        into = bytearray(MiB)
+        client.fetch(link, remote, 0, memoryview(into), lambda n: None)
+    assert bytes(into) == data[:MiB]
 
 
 # -- redirects ---------------------------------------------------------------------------

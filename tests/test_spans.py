@@ -8,14 +8,23 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from xview2_ingest import Catalog, DownloadReport, download
 from xview2_ingest.demo.server import Faults, SignedLinkServer
+from xview2_ingest.links import parse_links_text
 from xview2_ingest.transfer.digest import Digest
-from xview2_ingest.transfer.spans import SpanPlan, span_parts, writes_behind
+from xview2_ingest.transfer.http import HttpClient, RetryPolicy
+from xview2_ingest.transfer.spans import (
+    SpanPlan,
+    SpanStream,
+    asks_ahead,
+    span_parts,
+    writes_behind,
+)
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -43,15 +52,20 @@ def _ranges(srv: SignedLinkServer) -> list[tuple[int, int]]:
 
 
 def _fetch(
-    srv: SignedLinkServer, dest: Path, catalog: Catalog, connections: int, memory_mb: int
+    srv: SignedLinkServer,
+    dest: Path,
+    catalog: Catalog,
+    connections: int,
+    memory_mb: int,
+    part: int = PART,
 ) -> DownloadReport:
-    """The served file into the folder ``dest`` in parts of :data:`PART`."""
+    """The served file into the folder ``dest`` in parts of ``part`` bytes."""
     return download(
         [srv.url_for("f.tar.gz")],
         dest,
         catalog=catalog,
         connections=connections,
-        part_size=PART,
+        part_size=part,
         memory_mb=memory_mb,
     )
 
@@ -97,6 +111,22 @@ def test_an_idle_lane_steals_the_back_half_of_the_busiest_span() -> None:
     assert plan.claim(lanes=2) is None, "a single part left is not worth a request"
 
 
+def test_a_lane_asking_ahead_never_steals_from_its_own_span() -> None:
+    plan = SpanPlan(range(8), span_parts=8)
+    own = plan.claim(lanes=1)
+    assert own is not None and (own.start, own.end) == (0, 8)
+    assert plan.next_part(own) == 0
+    assert plan.claim(lanes=2, exclude=own) is None, "its own tail is not a next span"
+    stolen = plan.claim(lanes=2)
+    assert stolen is not None and (stolen.start, stolen.end) == (5, 8)
+
+
+def test_requests_are_sent_ahead_only_over_a_round_trip() -> None:
+    assert not asks_ahead(None), "before any reply, a lane asks when it needs the bytes"
+    assert not asks_ahead(0.0004), "nginx on loopback"
+    assert asks_ahead(0.02) and asks_ahead(0.08), "a WAN's round trip"
+
+
 def test_span_length_follows_the_memory_budget() -> None:
     assert span_parts(160 * MiB, 4 * MiB, 16) == 2
     assert span_parts(160 * MiB, 1 * MiB, 16) >= 16
@@ -117,6 +147,48 @@ def test_one_request_fills_many_parts(tmp_path: Path, seed: int) -> None:
     assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
     assert len(ranges) < (8 * MiB // PART) // 2, f"{len(ranges)} requests for 32 parts"
     assert max(last - first + 1 for first, last in ranges) >= 4 * PART
+
+
+def test_a_lane_asks_for_its_next_span_a_round_trip_ahead(
+    tmp_path: Path, seed: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One connection over a round trip: each next span is asked for while the current
+    one still streams (two requests open at the server at once, never more), and no byte
+    is asked for twice.  (Parts of 1 MiB: the server sends 256 KiB at a time, and a part
+    that came whole with its headers would tell nothing of the rate.)"""
+    root, data, catalog = _serve(tmp_path, 8 * MiB, seed)
+    caplog.set_level(logging.INFO, logger="xview2_ingest.transfer.spans")
+    with SignedLinkServer(root, faults=Faults(latency=0.05, rate=8 * MiB)) as srv:
+        report = _fetch(srv, tmp_path / "dest", catalog, 1, 64, part=MiB)
+        ranges, peak = _ranges(srv), srv.peak_open_requests
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    assert peak == 2, peak
+    assert sorted(ranges) == ranges and sum(b - a + 1 for a, b in ranges) == len(data)
+    (said,) = [r.getMessage() for r in caplog.records if "sent ahead" in r.getMessage()]
+    ahead = int(said.split("(", 1)[1].split()[0])
+    assert ahead >= len(ranges) - 2, said  # all but the first span's (and maybe the last)
+
+
+def test_a_request_sent_ahead_that_fails_is_asked_again(tmp_path: Path, seed: int) -> None:
+    """A reply asked for ahead is the lane's next attempt: a refusal is retried as if the
+    lane had asked itself, and the bytes are the file's."""
+    root, data, _ = _serve(tmp_path, 2 * MiB, seed)
+    faults = Faults(latency=0.01)
+    with SignedLinkServer(root, faults=faults) as srv:
+        (link,) = parse_links_text(srv.url_for("f.tar.gz"))
+        client = HttpClient(4, RetryPolicy(base_delay=0.01, max_delay=0.05))
+        remote = client.probe(link)
+        faults.status_first = [503]
+        stream = SpanStream(client, link, remote)
+        into = bytearray(MiB)
+        with ThreadPoolExecutor(1) as worker:
+            stream.ask_ahead(MiB, 2 * MiB - 1, worker)
+            stream.fill(MiB, memoryview(into), lambda: 2 * MiB, lambda n: None, None)
+        stream.close()
+        statuses = srv.requests
+    assert bytes(into) == data[MiB:]
+    assert stream.requests == 2 and len(statuses) == 3, statuses  # probe, refused, again
 
 
 def test_parts_far_ahead_of_the_digest_wait_on_disk(

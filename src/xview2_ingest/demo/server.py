@@ -22,11 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from werkzeug.datastructures import Range
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+from werkzeug.wsgi import ClosingIterator
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,17 @@ class SignedLinkServer:
         )
         self._scheme = "https" if ssl_context is not None else "http"
         self._server.clock = self.now  # type: ignore[attr-defined]
+        accept = self._server.get_request
+
+        def counted() -> tuple[Any, Any]:
+            got = accept()
+            with self._lock:
+                self.connections += 1
+            return got
+
+        self._server.get_request = counted  # type: ignore[method-assign]
+        self.connections = 0
+        """TCP connections accepted."""
         self._thread: threading.Thread | None = None
         self.hits = 0
         """Every request that reached the server, refused ones and redirects included."""
@@ -133,6 +146,9 @@ class SignedLinkServer:
         """(path, Range header) of every file request, for tests."""
         self.bytes_served = 0
         """Body bytes handed to the network, all requests together."""
+        self.open_requests = 0
+        self.peak_open_requests = 0
+        """The most requests open at once, each from its arrival to the end of its answer."""
 
     # -- links -------------------------------------------------------------------------
     @property
@@ -182,8 +198,19 @@ class SignedLinkServer:
         request = Request(environ)
         with self._lock:
             self.hits += 1
-        response = self._handle(request)
-        return response(environ, start_response)
+            self.open_requests += 1
+            self.peak_open_requests = max(self.peak_open_requests, self.open_requests)
+        try:
+            response = self._handle(request)
+            body = response(environ, start_response)
+        except BaseException:
+            self._answered()
+            raise
+        return ClosingIterator(body, [self._answered])
+
+    def _answered(self) -> None:
+        with self._lock:
+            self.open_requests -= 1
 
     def _handle(self, request: Request) -> Response:
         path = request.path

@@ -63,6 +63,7 @@ from .resume_state import InvalidState, engine_state
 from .seed import same_file
 from .spans import SpanFetcher
 from .stopping import STOP
+from .tuning import START
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ class FileTransfer:
 
     def _run(self) -> None:
         engine, link = self.engine, self.link
+        engine.http.warm(link, 2 * (engine.options.connections or START))  # a lane and its spare
         remote = self.remote = engine.http.probe(link, self.on_retry)
         left = link.seconds_left()
         log.info(

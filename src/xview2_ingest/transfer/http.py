@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -263,7 +264,8 @@ class HttpClient:
         self.progress = progress or no_progress
         self.ca_bundle = ca_bundle
         self._proxies = ProxySettings()  # a malformed proxy variable is a usage error now
-        self._maxsize = max(4, max_connections)
+        # Two per connection: a lane keeps a spare for the request it sends ahead.
+        self._maxsize = max(4, 2 * max_connections)
         self._pool = urllib3.PoolManager(
             num_pools=64,
             maxsize=self._maxsize,
@@ -301,6 +303,43 @@ class HttpClient:
                 self._proxy_pools[proxy] = manager
                 log.info("connecting through the proxy %s (from %s)", proxy.url, proxy.variable)
         return manager, proxy
+
+    def warm(self, link: Link, count: int) -> None:
+        """Open up to ``count`` connections to the link's server in the background, for
+        the lanes that start once the probe has answered.
+
+        A new connection costs a round trip (TCP), or two (TLS), before its first byte;
+        opened while the probe is on its way, that wait is spent once, in parallel,
+        instead of after the probe.  Only direct connections are warmed (through a proxy
+        the tunnel is made by the request); a failure here is left to the requests that
+        follow, which report it.  urllib3 has no public call to fill its pool, so this
+        takes a connection from it and gives it back connected
+        (``HTTPConnectionPool._get_conn`` / ``_put_conn``)."""
+        manager, proxy = self._manager(link.url)
+        if proxy is not None or count <= 0:
+            return
+        try:
+            pool = manager.connection_from_url(link.url)
+        except Urllib3Error:
+            return  # the probe says what is wrong with the address
+        taken, put = getattr(pool, "_get_conn", None), getattr(pool, "_put_conn", None)
+        if taken is None or put is None:
+            return
+
+        def connect(conn: Any) -> None:
+            try:
+                if not conn.is_connected:
+                    conn.connect()
+            except (OSError, Urllib3Error) as exc:
+                log.debug("%s: warming a connection: %s", link.name, type(exc).__name__)
+                conn.close()
+            put(conn)
+
+        # All taken before any is given back, or the pool would hand one out twice.
+        for conn in [taken() for _ in range(min(count, self._maxsize))]:
+            opener = threading.Thread(target=connect, args=(conn,), name="xview2-connect")
+            opener.daemon = True
+            opener.start()
 
     def _request(self, link: Link, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         manager, proxy = self._manager(url)

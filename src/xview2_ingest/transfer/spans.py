@@ -19,6 +19,8 @@ Rules that keep it correct and bounded:
   waits for) must leave a part's worth of the budget free, so the digest's next part can
   always be read and the pool cannot deadlock, however far ahead other lanes are.  A lane
   that must wait stops reading; the server is held back by TCP, not by our memory.
+- A lane sends its next span's request a round trip before its current span ends, on
+  a second connection (:class:`Lane`), so it never waits a round trip between spans.
 - A break mid-span is retried from the first missing byte to the span's (current) end,
   under the same retry policy as single ranges; every reply is checked like theirs.
 - Each part lands through the engine's ``land``: bytes the store kept of it are read
@@ -40,7 +42,7 @@ import mmap
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -98,9 +100,13 @@ class FileTransfer(Protocol):
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-SPAN_ROUND_TRIPS = 16
-"""A span lasts this many round trips (as measured), so waiting for its first byte costs
-about 6 % of a lane's time."""
+SPAN_ROUND_TRIPS = 4
+"""A span lasts this many round trips (as measured).  Its request goes out ahead (see
+:class:`Lane`), so a span's length no longer buys back the round trip; what it costs is
+distance: parts landed ahead of the in-order digest wait for it, and the longer the spans
+the more of them the digest must still hash once the last byte is in (a quarter of a
+second at 16 round trips, 50 ms and 20 MiB/s per connection; none at 4, and 2 or 8 were
+slower through ``bench/wan_proxy.py``)."""
 MAX_SPAN = 64 * MiB
 """No span asks for more than this: a longer one gains nothing on the round trip."""
 READ_SIZE = 256 * 1024
@@ -113,6 +119,34 @@ long or longer: there a lane that waits for the upload lets its connection go id
 slow down.  Below it a paused connection streams again at once, and the writer threads
 cost more than they hide (about 7 % of an unthrottled S3 transfer on loopback, see
 docs/benchmarks.md)."""
+
+AHEAD_ROUND_TRIPS = 1.0
+"""A lane sends its next span's request when the bytes left in its current span would
+stream in this many of its last reply times (request to headers): the reply's first byte
+arrives as the last one of the current span is read.  No more: the server streams the
+next reply as soon as it has the request, and a lane whose two connections stream at
+once takes more than one connection's share of a per-connection-capped link."""
+MIN_SAMPLE = 0.001
+"""Seconds a part must have streamed after its reply's headers for its rate to count: a
+server that sends its first bytes with the headers delivers a small part at once."""
+AHEAD_RTT = 0.005
+"""Requests are sent ahead only over a round trip this long or longer; below it a lane
+that asks when it needs the bytes waits for almost nothing."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A ranged reply whose headers were checked: the bytes ``first``..``last`` follow."""
+
+    resp: urllib3.BaseHTTPResponse
+    first: int
+    last: int
+    latency: float
+
+
+def _close_reply(pending: Future[Reply]) -> None:
+    if not pending.cancelled() and pending.exception() is None:
+        pending.result().resp.close()
 
 
 @dataclass
@@ -154,9 +188,10 @@ class SpanPlan:
         with self.lock:
             return sum(s.end - s.start for s in self._queue)
 
-    def claim(self, lanes: int) -> Span | None:
+    def claim(self, lanes: int, exclude: Span | None = None) -> Span | None:
         """The next span for a lane (of ``lanes`` working), or the back half of the
-        busiest one when none is left; None when nothing is left to share."""
+        busiest one (never ``exclude``, the asking lane's own) when none is left; None
+        when nothing is left to share."""
         with self.lock:
             self.active = [s for s in self.active if s.start < s.end]
             if self._queue:
@@ -170,7 +205,8 @@ class SpanPlan:
                     self._queue.pop()
                 self.active.append(span)
                 return span
-            victim = max(self.active, key=lambda s: s.end - s.start, default=None)
+            others = (s for s in self.active if s is not exclude)
+            victim = max(others, key=lambda s: s.end - s.start, default=None)
             if victim is None or victim.end - victim.start < 2:
                 return None
             mid = victim.start + (victim.end - victim.start + 1) // 2
@@ -190,19 +226,29 @@ class SpanPlan:
 
 
 class SpanStream:
-    """One lane's current response: the bytes of a span, read part after part."""
+    """One lane's current response: the bytes of a span, read part after part.
+
+    Its request may be sent *ahead* (:meth:`ask_ahead`), from a worker thread while the
+    lane still reads its other stream; the first read waits for that reply."""
 
     def __init__(self, client: HttpClient, link: Link, remote: Remote):
         self._client, self._link, self._remote = client, link, remote
         self._resp: urllib3.BaseHTTPResponse | None = None
         self._pos = 0
         self._end = 0
+        self._pending: Future[Reply] | None = None
         self.requests = 0
         self.latency: float | None = None
         """Seconds from the last request to its reply's headers (a round trip or more)."""
+        self.waited = 0.0
+        """Seconds the current :meth:`fill` spent waiting for a reply's headers."""
 
     def close(self) -> None:
-        """Drop the response; its connection is reused only if it was read to the end."""
+        """Drop the response; its connection is reused only if it was read to the end.
+        A reply still on its way is closed when it arrives."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.add_done_callback(_close_reply)
         if self._resp is not None:
             if self._pos == self._end:
                 self._resp.release_conn()
@@ -210,8 +256,7 @@ class SpanStream:
                 self._resp.close()
             self._resp = None
 
-    def _open(self, first: int, last: int) -> None:
-        self.close()
+    def _request(self, first: int, last: int) -> Reply:
         client = self._client
         asked = time.monotonic()
         resp = client._get(self._link, first, last)
@@ -221,9 +266,37 @@ class SpanStream:
         except BaseException:
             resp.close()
             raise
-        self.latency = time.monotonic() - asked
+        return Reply(resp, first, last, time.monotonic() - asked)
+
+    def _adopt(self, reply: Reply) -> None:
+        self.latency = reply.latency
+        self._resp, self._pos, self._end = reply.resp, reply.first, reply.last + 1
+
+    def _open(self, first: int, last: int) -> None:
+        self.close()
         self.requests += 1
-        self._resp, self._pos, self._end = resp, first, last + 1
+        reply = self._request(first, last)
+        self.waited += reply.latency
+        self._adopt(reply)
+
+    def ask_ahead(self, first: int, last: int, worker: ThreadPoolExecutor) -> None:
+        """Send the request for bytes ``first``..``last`` now, from ``worker``: its reply
+        is on its way while the lane finishes reading its other stream."""
+        self.close()
+        self.requests += 1
+        self._pending = worker.submit(self._request, first, last)
+
+    def _settle(self) -> None:
+        """Take the reply asked for ahead (its failure is this attempt's failure)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        began = time.monotonic()
+        try:
+            reply = pending.result()
+        finally:
+            self.waited += time.monotonic() - began
+        self._adopt(reply)
 
     def _read(self, into: memoryview, on_bytes: Callable[[int], None]) -> int:
         """Read exactly ``len(into)`` bytes straight into the part buffer.
@@ -271,10 +344,12 @@ class SpanStream:
         """Fill ``into`` with the file's bytes from ``start``: from the open response
         when it is there, else from a new request that runs to ``span_end()``."""
         filled = 0
+        self.waited = 0.0
 
         def attempt() -> None:
             nonlocal filled
             at = start + filled
+            self._settle()
             if self._resp is None or self._pos != at:
                 self._open(at, max(span_end(), start + into.nbytes) - 1)
             assert self._resp is not None
@@ -298,6 +373,55 @@ class SpanStream:
                 self._resp.close()
                 self._resp = None
             raise
+
+
+class Lane:
+    """One lane's connections: the stream it reads, and a spare on which the next span's
+    request goes out a round trip before the current span ends.
+
+    HTTP/1.1 clients here cannot pipeline (``http.client`` sends a request only after
+    the last reply was read), so a lane that asked for its next span when the current
+    one ended would leave its connection idle for a round trip per span; asked ahead on
+    the spare, the reply arrives as the last bytes of the current span are read.  A lane
+    reads one stream at a time, so ``--connections N`` means N streams being read and up
+    to N more requests on their way (2 N connections open to the server)."""
+
+    def __init__(self, client: HttpClient, link: Link, remote: Remote):
+        self.stream = SpanStream(client, link, remote)
+        self._spare = SpanStream(client, link, remote)
+        self._following: Span | None = None
+        self.asked = False
+        """Whether the current span already tried to claim its successor."""
+        self.sent_ahead = 0
+
+    @property
+    def requests(self) -> int:
+        return self.stream.requests + self._spare.requests
+
+    def ask_ahead(self, span: Span, first: int, last: int, worker: ThreadPoolExecutor) -> None:
+        """Claimed ``span`` comes next: send its request (bytes ``first``..``last``)."""
+        self._following = span
+        self._spare.ask_ahead(first, last, worker)
+        self.sent_ahead += 1
+
+    def next_span(self) -> Span | None:
+        """End the current span; the one asked for ahead, if any, becomes current."""
+        self.stream.close()
+        self.asked = False
+        following, self._following = self._following, None
+        if following is not None:
+            self.stream, self._spare = self._spare, self.stream
+        return following
+
+    def close(self) -> None:
+        self.stream.close()
+        self._spare.close()
+
+
+def asks_ahead(latency: float | None) -> bool:
+    """Whether lanes send their next span's request ahead, given the source's round trip
+    as measured so far (None before the first reply): see :data:`AHEAD_RTT`."""
+    return latency is not None and latency >= AHEAD_RTT
 
 
 def span_parts(budget: int, part: int, lanes: int) -> int:
@@ -346,8 +470,11 @@ class SpanFetcher:
         self._rate: float | None = None
         self.memory_wait = 0.0
         self.requests = 0
+        self.sent_ahead = 0
         self.written_behind = 0
         self._writer: ThreadPoolExecutor | None = None
+        self._asker: ThreadPoolExecutor | None = None
+        """Threads that send lanes' requests ahead (made at the first one)."""
         if not isinstance(self.engine.store, LocalFiles):
             # A remote store's write is a request of its own: made off the lane (once the
             # round trip is long enough, see WRITE_BEHIND_RTT), so the lane's connection
@@ -367,6 +494,8 @@ class SpanFetcher:
         try:
             self._run()
         finally:
+            if self._asker is not None:  # replies still on their way are closed on arrival
+                self._asker.shutdown(wait=False, cancel_futures=True)
             if self._writer is not None:
                 self._writer.shutdown(wait=True)  # every part fetched is written or kept
 
@@ -392,11 +521,13 @@ class SpanFetcher:
         how = self.tuner.describe(lanes)
         log.info("%s: %s", self.ft.name, how)
         log.info(
-            "%s: %d ranged requests, spans of at most %d parts, %d tails stolen, "
+            "%s: %d ranged requests (%d sent ahead), spans of at most %d parts, "
+            "%d tails stolen, "
             "%.1f lane-seconds waiting for memory, %d parts hashed from the store, "
             "%d parts written behind the lanes",
             self.ft.name,
             self.requests,
+            self.sent_ahead,
             self.memory_parts,
             self.plan.steals,
             self.memory_wait,
@@ -433,22 +564,22 @@ class SpanFetcher:
     # -- one lane ------------------------------------------------------------------------
     def _lane(self) -> None:
         ft = self.ft
-        stream = SpanStream(self.engine.http, ft.link, ft.remote)  # type: ignore[arg-type]
+        lane = Lane(self.engine.http, ft.link, ft.remote)  # type: ignore[arg-type]
         try:
             while not ft.cancelled():
-                span = self.plan.claim(self.tuner.ceiling)  # room for lanes still to come
-                if span is None:
+                span = lane.next_span() or self.plan.claim(self.tuner.ceiling)
+                if span is None:  # (room above for lanes still to come)
                     return
-                self._run_span(span, stream)
-                stream.close()
+                self._run_span(span, lane)
         except XView2Error as exc:
             ft.fail(exc)
         except Exception as exc:  # a bug must not hang the file
             ft.fail(_unexpected(ft.name, exc))
         finally:
-            stream.close()
+            lane.close()
             with self._lock:
-                self.requests += stream.requests
+                self.requests += lane.requests
+                self.sent_ahead += lane.sent_ahead
             self.engine.connections.release()
 
     def _grow_window(self) -> None:
@@ -464,7 +595,7 @@ class SpanFetcher:
             self.ft.outstanding.release()
         self.ft.outstanding_limit = max(window, self.ft.outstanding_limit)
 
-    def _run_span(self, span: Span, stream: SpanStream) -> None:
+    def _run_span(self, span: Span, lane: Lane) -> None:
         ft = self.ft
         while (index := self.plan.next_part(span)) is not None:
             size = ft.part_len(index)
@@ -479,18 +610,19 @@ class SpanFetcher:
                 return
             with self._lock:
                 self._granted.add(index)
-            self._fill(index, buf, span, stream)
+            self._fill(index, buf, span, lane)
 
-    def _fill(self, index: int, buf: Buffer, span: Span, stream: SpanStream) -> None:
+    def _fill(self, index: int, buf: Buffer, span: Span, lane: Lane) -> None:
         """Land part ``index`` through the engine (kept bytes read back, the rest fetched
         from this lane's response, the part written or confirmed), then digest it."""
         ft = self.ft
         view = memoryview(buf)[: ft.part_len(index)]
 
         def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
-            began, requests = time.monotonic(), stream.requests
-            stream.fill(start, into, lambda: self._span_end_byte(span), on_bytes, ft.on_retry)
-            self._measured(stream, requests, into.nbytes, time.monotonic() - began)
+            began, stream = time.monotonic(), lane.stream
+            watch = self._watch_for_ahead(lane, span, start, on_bytes)
+            stream.fill(start, into, lambda: self._span_end_byte(span), watch, ft.on_retry)
+            self._measured(stream, into.nbytes, time.monotonic() - began)
 
         writer = self._writer if writes_behind(self._latency) else None
         try:
@@ -521,24 +653,64 @@ class SpanFetcher:
         except BaseException as exc:
             ft.fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
 
-    def _measured(self, stream: SpanStream, requests: int, size: int, seconds: float) -> None:
+    def _measured(self, stream: SpanStream, size: int, seconds: float) -> None:
         """Learn the round trip (the least request-to-reply time seen) and one lane's
         streaming rate, and size the spans to come from them: long enough that a round
         trip is a small share of a span, never longer than the memory allows.  On a
         link without a round trip worth hiding, spans stay one part long, as fine-grained
         for resuming as single-part requests."""
         with self._lock:
-            if stream.requests != requests and stream.latency is not None:
-                # this part waited for a reply: learn the round trip, time the rest
+            if stream.latency is not None:
                 self._latency = min(self._latency or stream.latency, stream.latency)
-                seconds -= stream.latency
-            if seconds > 0:
+            seconds -= stream.waited  # time to the first byte is not streaming time
+            if seconds > MIN_SAMPLE:  # (a part that came with its headers says nothing)
                 rate = size / seconds
                 self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
             if self._latency is None or self._rate is None:
                 return
             want = SPAN_ROUND_TRIPS * self._rate * self._latency / self.ft.part_size
             self.plan.span_parts = max(1, min(self.memory_parts, math.ceil(want)))
+
+    # -- asking ahead --------------------------------------------------------------------
+    def _watch_for_ahead(
+        self, lane: Lane, span: Span, start: int, on_bytes: Callable[[int], None]
+    ) -> Callable[[int], None]:
+        """``on_bytes`` for a read from ``start`` of ``span`` that, once the span's bytes
+        left would stream in :data:`AHEAD_ROUND_TRIPS` round trips, claims the lane's next
+        span and sends its request (see :class:`Lane`)."""
+        if lane.asked:
+            return on_bytes
+        pos, began = start, time.monotonic()
+
+        def watch(n: int) -> None:
+            nonlocal pos
+            on_bytes(n)
+            pos += n
+            latency = lane.stream.latency  # this lane's last reply: as loaded as the next
+            if lane.asked or not asks_ahead(latency):
+                return
+            assert latency is not None
+            rate = self._rate or (pos - start) / max(1e-3, time.monotonic() - began)
+            if self._span_end_byte(span) - pos <= AHEAD_ROUND_TRIPS * rate * latency:
+                self._ask_ahead(lane, span)
+
+        return watch
+
+    def _ask_ahead(self, lane: Lane, span: Span) -> None:
+        lane.asked = True  # once per span, whether or not anything is left to claim
+        following = None if self.ft.cancelled() else self.plan.claim(self.tuner.ceiling, span)
+        if following is None:
+            return
+        first = following.start * self.ft.part_size + self.ft.kept.get(following.start, 0)
+        lane.ask_ahead(following, first, self._span_end_byte(following) - 1, self._asking())
+
+    def _asking(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._asker is None:
+                self._asker = ThreadPoolExecutor(
+                    self.tuner.ceiling, thread_name_prefix=f"xview2-ask-{self.ft.name}"
+                )
+            return self._asker
 
     def _span_end_byte(self, span: Span) -> int:
         assert self.ft.remote is not None and self.ft.remote.size is not None
