@@ -8,7 +8,6 @@ import logging
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -182,9 +181,8 @@ def test_a_request_sent_ahead_that_fails_is_asked_again(tmp_path: Path, seed: in
         faults.status_first = [503]
         stream = SpanStream(client, link, remote)
         into = bytearray(MiB)
-        with ThreadPoolExecutor(1) as worker:
-            stream.ask_ahead(MiB, 2 * MiB - 1, worker)
-            stream.fill(MiB, memoryview(into), lambda: 2 * MiB, lambda n: None, None)
+        stream.ask_ahead(MiB, 2 * MiB - 1)
+        stream.fill(MiB, memoryview(into), lambda: 2 * MiB, lambda n: None, None)
         stream.close()
         statuses = srv.requests
     assert bytes(into) == data[MiB:]

@@ -228,7 +228,7 @@ class SpanPlan:
 class SpanStream:
     """One lane's current response: the bytes of a span, read part after part.
 
-    Its request may be sent *ahead* (:meth:`ask_ahead`), from a worker thread while the
+    Its request may be sent *ahead* (:meth:`ask_ahead`), from a thread of its own while the
     lane still reads its other stream; the first read waits for that reply."""
 
     def __init__(self, client: HttpClient, link: Link, remote: Remote):
@@ -279,12 +279,23 @@ class SpanStream:
         self.waited += reply.latency
         self._adopt(reply)
 
-    def ask_ahead(self, first: int, last: int, worker: ThreadPoolExecutor) -> None:
-        """Send the request for bytes ``first``..``last`` now, from ``worker``: its reply
-        is on its way while the lane finishes reading its other stream."""
+    def ask_ahead(self, first: int, last: int) -> None:
+        """Send the request for bytes ``first``..``last`` now, from a thread of its own:
+        its reply is on its way while the lane finishes reading its other stream.  (A
+        daemon thread: a request to a server that hangs never holds up a stop.)"""
         self.close()
         self.requests += 1
-        self._pending = worker.submit(self._request, first, last)
+        pending: Future[Reply] = Future()
+        pending.set_running_or_notify_cancel()
+
+        def ask() -> None:
+            try:
+                pending.set_result(self._request(first, last))
+            except BaseException as exc:
+                pending.set_exception(exc)
+
+        threading.Thread(target=ask, name=f"xview2-ask-{self._link.name}", daemon=True).start()
+        self._pending = pending
 
     def _settle(self) -> None:
         """Take the reply asked for ahead (its failure is this attempt's failure)."""
@@ -398,10 +409,10 @@ class Lane:
     def requests(self) -> int:
         return self.stream.requests + self._spare.requests
 
-    def ask_ahead(self, span: Span, first: int, last: int, worker: ThreadPoolExecutor) -> None:
+    def ask_ahead(self, span: Span, first: int, last: int) -> None:
         """Claimed ``span`` comes next: send its request (bytes ``first``..``last``)."""
         self._following = span
-        self._spare.ask_ahead(first, last, worker)
+        self._spare.ask_ahead(first, last)
         self.sent_ahead += 1
 
     def next_span(self) -> Span | None:
@@ -473,8 +484,6 @@ class SpanFetcher:
         self.sent_ahead = 0
         self.written_behind = 0
         self._writer: ThreadPoolExecutor | None = None
-        self._asker: ThreadPoolExecutor | None = None
-        """Threads that send lanes' requests ahead (made at the first one)."""
         if not isinstance(self.engine.store, LocalFiles):
             # A remote store's write is a request of its own: made off the lane (once the
             # round trip is long enough, see WRITE_BEHIND_RTT), so the lane's connection
@@ -494,8 +503,6 @@ class SpanFetcher:
         try:
             self._run()
         finally:
-            if self._asker is not None:  # replies still on their way are closed on arrival
-                self._asker.shutdown(wait=False, cancel_futures=True)
             if self._writer is not None:
                 self._writer.shutdown(wait=True)  # every part fetched is written or kept
 
@@ -702,15 +709,7 @@ class SpanFetcher:
         if following is None:
             return
         first = following.start * self.ft.part_size + self.ft.kept.get(following.start, 0)
-        lane.ask_ahead(following, first, self._span_end_byte(following) - 1, self._asking())
-
-    def _asking(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._asker is None:
-                self._asker = ThreadPoolExecutor(
-                    self.tuner.ceiling, thread_name_prefix=f"xview2-ask-{self.ft.name}"
-                )
-            return self._asker
+        lane.ask_ahead(following, first, self._span_end_byte(following) - 1)
 
     def _span_end_byte(self, span: Span) -> int:
         assert self.ft.remote is not None and self.ft.remote.size is not None
