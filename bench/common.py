@@ -6,6 +6,7 @@ started as child processes and stopped by their own PID; nothing else is touched
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import hashlib
 import json
@@ -522,6 +523,18 @@ def write_section(key: str, body: str) -> None:
     )
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(text)
+
+
+def byte_compiled() -> None:
+    """Compile the package's modules, as installing it does.
+
+    pip compiles a package's modules when it installs it; an editable install leaves
+    that to the first import, which cannot save them where ``PYTHONDONTWRITEBYTECODE``
+    is set, so every ``xview2`` run would compile them again (40 ms of each start, on
+    the machine of docs/benchmarks-wan.md) and the figures would time the compiler."""
+    import xview2_ingest
+
+    compileall.compile_dir(Path(xview2_ingest.__file__).parent, quiet=1)
 
 
 def exit_on_sigterm() -> None:

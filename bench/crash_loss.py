@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from common import S3_ENV, WORK, MiB, Moto, fresh_dir, make_file
+from common import S3_ENV, WORK, MiB, Moto, byte_compiled, fresh_dir, make_file
 from xview2_ingest.demo.server import Faults, SignedLinkServer
 
 PROBE_BYTES = 2  # every run's probe asks for two bytes
@@ -177,6 +177,8 @@ def main() -> None:
         "--sigint-at", type=float, help="measure one graceful stop after this many seconds"
     )
     args = parser.parse_args()
+    if args.python_path is None:
+        byte_compiled()
     run = scenario if args.sigint_at is None else graceful
     if "local" in args.only:
         run("local", args, None)

@@ -40,6 +40,7 @@ from common import (
     Moto,
     Nginx,
     TestFile,
+    byte_compiled,
     catalog_for,
     exit_on_sigterm,
     fresh_dir,
@@ -476,7 +477,8 @@ def markdown(b: Bench, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " temporary files; it is the bottleneck of every S3 figure).",
         "- Wall time from the harness's own clock around the whole command; peak RSS is GNU"
         " `time -v`'s maximum resident set size of the command (for `sh -c 'a && b'`, the"
-        " largest step). Destination emptied and `sync` run before each contender.",
+        " largest step). Destination emptied and `sync` run before each contender; xview2's"
+        " modules byte-compiled first, as installing the package does.",
         "- Every contender is checked afterwards (file size or S3 object size; the digest"
         " where the contender verifies). xview2 and aria2c (`--checksum=sha-1=...`) verify"
         " SHA-1; `curl` is followed by `sha1sum`; the naive way and `rclone copyurl` verify"
@@ -594,6 +596,7 @@ def main() -> int:
         wanted.discard("rss") if args.only is None else None
 
     exit_on_sigterm()
+    byte_compiled()
     shutil.rmtree(WORK / "logs", ignore_errors=True)
     b = Bench(args)
     print(f"xview2 runs through {b.xview2_how}")

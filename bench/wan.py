@@ -43,6 +43,7 @@ from common import (
     MiB,
     Nginx,
     TestFile,
+    byte_compiled,
     catalog_for,
     exit_on_sigterm,
     free_port,
@@ -444,10 +445,10 @@ def markdown(wan: Wan, scenarios: list[Scenario], info: dict[str, str], elapsed:
         "- Every contender reaches nginx on 127.0.0.1 through `bench/wan_proxy.py`: each"
         " direction is delayed by half the round-trip time, a new connection's first bytes by"
         " one more round trip (its handshake), and the server-to-client direction of every"
-        f" TCP connection is paced at {args.rate_mib:g} MiB/s with no burst; the proxy keeps"
-        " no more than the bandwidth-delay product plus 512 KiB and one 1 MiB read in flight"
-        " per direction, so a client that stops reading stops the server. nginx itself is"
-        " not throttled.",
+        f" TCP connection is paced at {args.rate_mib:g} MiB/s with no burst, in 64 KiB"
+        " slices; the proxy keeps no more than the bandwidth-delay product plus 512 KiB and"
+        " one 1 MiB read in flight per direction, so a client that stops reading stops the"
+        " server. nginx itself is not throttled.",
         "- *Link's limit*: the file's size over the contender's connections times the cap"
         " (the time no client can beat with that many connections); *time ÷ limit* is how"
         " close the contender came to it. For the tuned default the connections are the"
@@ -457,7 +458,8 @@ def markdown(wan: Wan, scenarios: list[Scenario], info: dict[str, str], elapsed:
         " one round trip per connection and nothing more (no probe, no file written, nothing"
         " verified). It measures how near the link's limit any client can come here.",
         "- Wall time from the harness's clock around the whole command (process start,"
-        " probe, handshakes, verification and `fsync` included); peak RSS from GNU `time -v`."
+        " probe, handshakes, verification and `fsync` included; the package's modules are"
+        " byte-compiled first, as installing it does); peak RSS from GNU `time -v`."
         " xview2 and aria2c verify SHA-1; curl is followed by `sha1sum`; the naive way"
         " (`requests` into `boto3` `upload_fileobj`) and `rclone copyurl` verify nothing.",
         "- The machine has 2 cores shared with the proxy, nginx, moto and the client, and"
@@ -530,6 +532,7 @@ def main() -> int:
     wanted = set(args.only or ["proxy", "local", "s3", "https"])
     require(["openssl"]) if "https" in wanted else None
     exit_on_sigterm()
+    byte_compiled()
     shutil.rmtree(WORK / "logs", ignore_errors=True)
     wan = Wan(args)
     info = machine()
