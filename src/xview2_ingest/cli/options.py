@@ -151,8 +151,9 @@ def add_download_options(p: argparse.ArgumentParser) -> None:
         "--connections",
         type=whole_number(),
         metavar="N",
-        help="ranged connections per file (default: $XVIEW2_CONNECTIONS, else tuned per file: "
-        "more while the rate keeps rising, within --max-connections and the memory budget)",
+        help="ranged connections read at once per file, each with one more for the request "
+        "it sends ahead over a WAN (default: $XVIEW2_CONNECTIONS, else tuned per file: more "
+        "while the rate keeps rising, within --max-connections and the memory budget)",
     )
     p.add_argument(
         "--max-connections",
