@@ -687,16 +687,24 @@ class SpanFetcher:
         span and sends its request (see :class:`Lane`)."""
         if lane.asked:
             return on_bytes
-        pos, began = start, time.monotonic()
+        pos, began, noted = start, time.monotonic(), False
 
         def watch(n: int) -> None:
-            nonlocal pos
+            nonlocal pos, noted
             on_bytes(n)
             pos += n
-            latency = lane.stream.latency  # this lane's last reply: as loaded as the next
-            if lane.asked or not asks_ahead(latency):
+            # Whether: the least reply time seen, a round trip (a reply on a new
+            # connection waits for its handshake too, TLS's on loopback included).
+            # When: this lane's last reply time, as loaded as the next one will be.
+            latency = lane.stream.latency
+            if latency is None or lane.asked:
                 return
-            assert latency is not None
+            if not noted:  # the reply's headers are in: it counts from its first byte
+                noted = True
+                with self._lock:
+                    self._latency = min(self._latency or latency, latency)
+            if not asks_ahead(self._latency):
+                return
             rate = self._rate or (pos - start) / max(1e-3, time.monotonic() - began)
             if self._span_end_byte(span) - pos <= AHEAD_ROUND_TRIPS * rate * latency:
                 self._ask_ahead(lane, span)
