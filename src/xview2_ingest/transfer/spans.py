@@ -668,9 +668,9 @@ class SpanFetcher:
         trip is a small share of a span, never longer than the memory allows.  On a
         link without a round trip worth hiding, spans stay one part long, as fine-grained
         for resuming as single-part requests."""
+        if stream.latency is not None:
+            self._learn_round_trip(stream.latency)
         with self._lock:
-            if stream.latency is not None:
-                self._latency = min(self._latency or stream.latency, stream.latency)
             seconds -= stream.waited  # time to the first byte is not streaming time
             if seconds > MIN_SAMPLE:  # (a part that came with its headers says nothing)
                 rate = size / seconds
@@ -679,6 +679,11 @@ class SpanFetcher:
                 return
             want = SPAN_ROUND_TRIPS * self._rate * self._latency / self.ft.part_size
             self.plan.span_parts = max(1, min(self.memory_parts, math.ceil(want)))
+
+    def _learn_round_trip(self, latency: float) -> None:
+        """The round trip is the least reply time seen (request to headers)."""
+        with self._lock:
+            self._latency = min(self._latency or latency, latency)
 
     # -- asking ahead --------------------------------------------------------------------
     def _watch_for_ahead(
@@ -703,8 +708,7 @@ class SpanFetcher:
                 return
             if not noted:  # the reply's headers are in: it counts from its first byte
                 noted = True
-                with self._lock:
-                    self._latency = min(self._latency or latency, latency)
+                self._learn_round_trip(latency)
             if not asks_ahead(self._latency):
                 return
             rate = self._rate or (pos - start) / max(1e-3, time.monotonic() - began)
