@@ -9,9 +9,9 @@ server on 127.0.0.1 and, for every connection it accepts:
 - delays each direction by half the round-trip time (``--rtt-ms``);
 - paces the server-to-client direction of *each connection* at ``--rate-mib`` MiB/s
   with no burst, like a per-connection cap, in slices of 64 KiB (so a reply's first
-  bytes are not held back until a whole read has been paced), and keeps no more in flight than the
-  bandwidth-delay product plus a small queue and one read, so a client that stops
-  reading stops the server (backpressure), as TCP would.
+  bytes are not held back until a whole read has been paced), and keeps no more in
+  flight than the bandwidth-delay product plus a small queue and one read, so a client
+  that stops reading stops the server (backpressure), as TCP would.
 
 Run it on its own (``python bench/wan_proxy.py --upstream 127.0.0.1:8080 --rtt-ms 50
 --rate-mib 20``; it prints ``listening on PORT``) or through :class:`WanProxy` from the
