@@ -132,8 +132,8 @@ server that sends its first bytes with the headers delivers a small part at once
 AHEAD_RTT = 0.015
 """Requests are sent ahead only over a round trip this long or longer.  Below it a lane
 that asks when it needs the bytes waits for little (at 15 ms, 7 % of a 4 MiB part at
-20 MiB/s), while a server on this machine that answers in a few milliseconds, loaded,
-would have the lanes ask ahead and stream two replies each for no gain."""
+20 MiB/s), and a server on this machine, or next to it, is not made to hold a second
+request from every lane for so little."""
 
 
 @dataclass(frozen=True)
