@@ -363,7 +363,7 @@ class HttpClient:
                 raise tls.tls_failure(link, exc, self.ca_bundle) from None
             raise describe_failure(exc, url, proxy, self.policy) from None
 
-    def _get(self, link: Link, start: int | None, end: int | None) -> urllib3.BaseHTTPResponse:
+    def get(self, link: Link, start: int | None, end: int | None) -> urllib3.BaseHTTPResponse:
         """GET the link (a range of it), following up to :data:`MAX_REDIRECTS` redirects."""
         headers = {"Accept-Encoding": "identity", "User-Agent": "xview2-ingest"}
         if start is not None:
@@ -423,7 +423,9 @@ class HttpClient:
         log.warning("%s: %s", link.name, detail)
         self.progress(Event("info", link.name, detail=detail))
 
-    def _check_status(self, link: Link, resp: urllib3.BaseHTTPResponse) -> None:
+    def check_status(self, link: Link, resp: urllib3.BaseHTTPResponse) -> None:
+        """Refuse a reply that is not the file (200 or 206): expired or refused links,
+        missing files and throttling each raise their own error; 5xx is transient."""
         if resp.status in (200, 206):
             return
         body = b""
@@ -438,11 +440,11 @@ class HttpClient:
             raise TransientError(
                 f"HTTP {resp.status}", _retry_after(resp.headers.get("Retry-After"), server_now)
             )
-        if resp.status in _REDIRECTS:  # only after MAX_REDIRECTS; _get says so first
+        if resp.status in _REDIRECTS:  # only after MAX_REDIRECTS; get says so first
             raise LinkError(f"too many redirects (HTTP {resp.status})", file=link.name)
         raise _refusal(link, resp.status, body)
 
-    def _with_retries(
+    def with_retries(
         self,
         link: Link,
         what: str,
@@ -488,8 +490,8 @@ class HttpClient:
         found: list[Remote] = []
 
         def attempt() -> None:
-            resp = self._get(link, 0, 1)
-            self._check_status(link, resp)
+            resp = self.get(link, 0, 1)
+            self.check_status(link, resp)
             headers = resp.headers
             ctype = headers.get("Content-Type")
             if ctype and ctype.split(";")[0].strip().lower() in (
@@ -532,7 +534,7 @@ class HttpClient:
                 Remote(size, ranges, headers.get("ETag"), headers.get("Last-Modified"), ctype)
             )
 
-        self._with_retries(link, "probe", attempt, on_retry, self.policy.connect_budget)
+        self.with_retries(link, "probe", attempt, on_retry, self.policy.connect_budget)
         return found[0]
 
     def fetch(
@@ -555,12 +557,12 @@ class HttpClient:
         def attempt() -> None:
             nonlocal filled
             first, last = start + filled, start + total - 1
-            resp = self._get(link, first, last)
-            self._check_status(link, resp)
+            resp = self.get(link, first, last)
+            self.check_status(link, resp)
             keep = False
             try:
-                self._check_reply(link, remote, resp, first, last)
-                filled += self._read_into(link, resp, into[filled:], on_bytes, first)
+                self.check_reply(link, remote, resp, first, last)
+                filled += self.read_into(link, resp, into[filled:], on_bytes, first)
                 keep = True
             except PartialRead as exc:
                 filled += exc.filled
@@ -568,9 +570,9 @@ class HttpClient:
             finally:
                 resp.release_conn() if keep else resp.close()
 
-        self._with_retries(link, f"bytes {start}-{start + total - 1}", attempt, on_retry)
+        self.with_retries(link, f"bytes {start}-{start + total - 1}", attempt, on_retry)
 
-    def _read_into(
+    def read_into(
         self,
         link: Link,
         resp: urllib3.BaseHTTPResponse,
@@ -601,9 +603,11 @@ class HttpClient:
         return filled
 
     @staticmethod
-    def _check_reply(
+    def check_reply(
         link: Link, remote: Remote, resp: urllib3.BaseHTTPResponse, first: int, last: int
     ) -> None:
+        """Refuse a ranged reply that is not bytes ``first``..``last`` of the file the
+        probe saw (``remote``: its size, ETag and Last-Modified)."""
         headers = resp.headers
         if resp.status == 200:
             raise ServerError(
@@ -663,14 +667,14 @@ class SequentialStream:
 
     def _open(self, start: int, on_bytes: Callable[[int], None]) -> None:
         self.close()
-        resp = self._client._get(self._link, None, None)
-        self._client._check_status(self._link, resp)
+        resp = self._client.get(self._link, None, None)
+        self._client.check_status(self._link, resp)
         self._resp, self._pos = resp, 0
         view = memoryview(self._scratch)
         try:
             while self._pos < start:
                 want = min(CHUNK, start - self._pos)
-                self._pos += self._client._read_into(
+                self._pos += self._client.read_into(
                     self._link, resp, view[:want], on_bytes, self._pos
                 )
         except PartialRead as exc:
@@ -692,7 +696,7 @@ class SequentialStream:
                 if self._resp is None or self._pos != start + filled:
                     self._open(start + filled, on_bytes)
                 assert self._resp is not None
-                got = self._client._read_into(
+                got = self._client.read_into(
                     self._link, self._resp, into[filled:], on_bytes, self._pos
                 )
                 filled += got
@@ -702,6 +706,6 @@ class SequentialStream:
                 self.close()
                 raise
 
-        self._client._with_retries(
+        self._client.with_retries(
             self._link, f"bytes {start}-{start + into.nbytes - 1}", attempt, on_retry
         )

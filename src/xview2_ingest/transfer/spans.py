@@ -261,10 +261,10 @@ class SpanStream:
     def _request(self, first: int, last: int) -> Reply:
         client = self._client
         asked = time.monotonic()
-        resp = client._get(self._link, first, last)
-        client._check_status(self._link, resp)
+        resp = client.get(self._link, first, last)
+        client.check_status(self._link, resp)
         try:
-            client._check_reply(self._link, self._remote, resp, first, last)
+            client.check_reply(self._link, self._remote, resp, first, last)
         except BaseException:
             resp.close()
             raise
@@ -323,7 +323,7 @@ class SpanStream:
         assert self._resp is not None
         fp = getattr(self._resp, "_fp", None)
         if not isinstance(fp, http.client.HTTPResponse):
-            return self._client._read_into(self._link, self._resp, into, on_bytes, self._pos)
+            return self._client.read_into(self._link, self._resp, into, on_bytes, self._pos)
         filled, total = 0, into.nbytes
         limiter = self._client.limiter
         while filled < total:
@@ -378,7 +378,7 @@ class SpanStream:
             self._pos += got
 
         try:
-            self._client._with_retries(
+            self._client.with_retries(
                 self._link, f"bytes {start}-{start + into.nbytes - 1}", attempt, on_retry
             )
         except BaseException:
