@@ -208,7 +208,8 @@ def test_buffers_suit_the_store(tmp_path, moto_endpoint, bucket) -> None:  # typ
     from xview2_ingest.catalog import Catalog
     from xview2_ingest.stores import LocalStore
     from xview2_ingest.stores.s3 import S3Store
-    from xview2_ingest.transfer.engine import BufferPool, TransferEngine
+    from xview2_ingest.transfer.buffers import BufferPool
+    from xview2_ingest.transfer.engine import TransferEngine
 
     kinds = {
         "local": LocalStore(tmp_path / "dest"),

@@ -3,6 +3,7 @@ the first missing byte, and an idle lane steals the tail of a slow one."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -14,16 +15,12 @@ import pytest
 
 from xview2_ingest import Catalog, DownloadReport, download
 from xview2_ingest.demo.server import Faults, SignedLinkServer
+from xview2_ingest.errors import ServerError
 from xview2_ingest.links import parse_links_text
 from xview2_ingest.transfer.digest import Digest
 from xview2_ingest.transfer.http import HttpClient, RetryPolicy
-from xview2_ingest.transfer.spans import (
-    SpanPlan,
-    SpanStream,
-    asks_ahead,
-    span_parts,
-    writes_behind,
-)
+from xview2_ingest.transfer.spans import SpanPlan, asks_ahead, span_parts, writes_behind
+from xview2_ingest.transfer.streams import SpanStream
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -188,6 +185,76 @@ def test_a_request_sent_ahead_that_fails_is_asked_again(tmp_path: Path, seed: in
         statuses = srv.requests
     assert bytes(into) == data[MiB:]
     assert stream.requests == 2 and len(statuses) == 3, statuses  # probe, refused, again
+
+
+# -- the first requests, sent with the probe --------------------------------------
+
+
+PROBE = "bytes=0-1"
+
+
+def _asked_before_the_probe_answered(srv: SignedLinkServer, latency: float) -> list[str]:
+    """The ranges asked for while the probe was still being answered (the server holds
+    every request ``latency`` seconds)."""
+    timed = [(rng or "", at) for (_, rng), at in zip(srv.requests, srv.request_times, strict=True)]
+    probed = next(at for rng, at in timed if rng == PROBE)
+    return [rng for rng, at in timed if rng != PROBE and at < probed + latency]
+
+
+def test_the_first_lanes_ask_for_their_parts_while_the_probe_is_on_its_way(
+    tmp_path: Path, seed: int
+) -> None:
+    """A file the catalog knows, starting fresh: each of the first lanes' first parts is
+    asked for before the probe has answered, on the lanes' own connections, and taken up
+    by a lane (no byte is asked for twice)."""
+    root, data, catalog = _serve(tmp_path, 8 * MiB, seed)
+    latency = 0.3
+    with SignedLinkServer(root, faults=Faults(latency=latency)) as srv:
+        report = _fetch(srv, tmp_path / "dest", catalog, 4, 64, part=MiB)
+        early, ranges = _asked_before_the_probe_answered(srv, latency), _ranges(srv)
+    assert report.ok, report.summary()
+    assert (tmp_path / "dest" / "f.tar.gz").read_bytes() == data
+    assert sorted(early) == sorted(f"bytes={i * MiB}-{(i + 1) * MiB - 1}" for i in range(4))
+    assert sum(b - a + 1 for a, b in ranges) == len(data), ranges
+
+
+def test_a_file_left_unfinished_is_asked_for_only_after_its_probe(
+    tmp_path: Path, seed: int
+) -> None:
+    """An upload of the file waits at the destination: it resumes from its own parts, so
+    nothing is asked for before the probe has answered (replies for parts already here
+    would be thrown away)."""
+    root, data, catalog = _serve(tmp_path, 8 * MiB, seed)
+    dest = tmp_path / "dest"
+    with SignedLinkServer(root, faults=Faults(expire_after_requests=3)) as srv:
+        first = _fetch(srv, dest, catalog, 2, 64, part=MiB)  # the link dies after 2 parts
+    assert not first.ok and first.files[0].bytes_fetched > 0, first.summary()
+    latency = 0.3
+    with SignedLinkServer(root, faults=Faults(latency=latency)) as srv:
+        second = _fetch(srv, dest, catalog, 4, 64, part=MiB)
+        early = _asked_before_the_probe_answered(srv, latency)
+    assert second.ok and second.files[0].bytes_resumed > 0, second.summary()
+    assert (dest / "f.tar.gz").read_bytes() == data
+    assert early == []
+
+
+def test_a_reply_sent_for_before_the_probe_is_checked_against_what_it_saw(
+    tmp_path: Path, seed: int
+) -> None:
+    """A request sent before the probe answered is checked for its status only; the lane
+    that takes it up checks it against the file the probe saw, and refuses bytes of
+    another version of the file."""
+    root, _, _ = _serve(tmp_path, 2 * MiB, seed)
+    with SignedLinkServer(root) as srv:
+        (link,) = parse_links_text(srv.url_for("f.tar.gz"))
+        client = HttpClient(4, RetryPolicy(base_delay=0.01, max_delay=0.05))
+        stream = SpanStream(client, link, None)
+        stream.ask_ahead(0, MiB - 1)
+        seen = client.probe(link)
+        stream.bind(dataclasses.replace(seen, etag='"another-version"'))
+        with pytest.raises(ServerError, match="changed on the server"):
+            stream.fill(0, memoryview(bytearray(MiB)), lambda: MiB, lambda n: None, None)
+        stream.close()
 
 
 def test_parts_far_ahead_of_the_digest_wait_on_disk(

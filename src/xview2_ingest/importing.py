@@ -39,8 +39,9 @@ from .manifest import Manifest
 from .reports import ImportReport, ImportResult
 from .stores import LocalFiles, Store, Upload
 from .stores.local import os_error
+from .transfer.buffers import BufferPool
 from .transfer.digest import Digest
-from .transfer.engine import BufferPool, TransferOptions, choose_algorithms, plan_part_size
+from .transfer.engine import TransferOptions, choose_algorithms, plan_part_size
 from .transfer.inorder import hash_in_order
 from .transfer.seed import seeded_state
 

@@ -23,8 +23,8 @@ from .events import Event, ProgressCallback, no_progress
 from .manifest import MANIFEST, Manifest
 from .reports import VerifyReport, VerifyResult
 from .stores import LocalFiles, PartReader, Store
+from .transfer.buffers import BufferPool
 from .transfer.digest import Digest
-from .transfer.engine import BufferPool
 from .transfer.inorder import hash_in_order
 
 log = logging.getLogger(__name__)

@@ -144,6 +144,8 @@ class SignedLinkServer:
         """Every request that reached the server, refused ones and redirects included."""
         self.requests: list[tuple[str, str | None]] = []
         """(path, Range header) of every file request, for tests."""
+        self.request_times: list[float] = []
+        """When each of :attr:`requests` arrived (``time.monotonic()``)."""
         self.bytes_served = 0
         """Body bytes handed to the network, all requests together."""
         self.open_requests = 0
@@ -231,6 +233,7 @@ class SignedLinkServer:
             faults.requests += 1
             count = faults.requests
             self.requests.append((path, request.headers.get("Range")))
+            self.request_times.append(time.monotonic())
             status = faults.status_first.pop(0) if faults.status_first else None
             reset = faults.take("reset_count")
             stall = faults.take("stall_count")

@@ -20,8 +20,8 @@ store hold exactly those bytes.  A stop (Ctrl-C, SIGTERM, :meth:`TransferEngine.
 keeps the bytes of parts under way and of parts waiting for the digest
 (``keep_partial``), saves the state, and reports what was kept.
 
-Memory is bounded by :class:`BufferPool`: a part holds its buffer from the moment its
-fetch starts until the digest has consumed it, and no fetch starts without one.  Any part
+Memory is bounded by :class:`~.buffers.BufferPool`: a part holds its buffer from the
+moment its fetch starts until the digest has consumed it, and no fetch starts without one.  Any part
 but the lowest one without a buffer must leave a part's worth of the budget free, so the
 digest's next part can always be fetched and the pool can never deadlock.  The budget
 does not grow with file size; the part size is chosen so the budget holds a part for
@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import logging
 import math
-import mmap
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..catalog import Catalog, CatalogEntry
@@ -56,6 +56,7 @@ from ..manifest import Manifest
 from ..reports import DownloadReport, FileResult, failure_of, human_bytes
 from ..settings import DEFAULT_MEMORY_MB
 from ..stores import Exclusive, PartSizer, RereadableParts, Store, Upload
+from .buffers import Buffer, BufferPool
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
 from .ratelimit import limiter_for
@@ -63,7 +64,8 @@ from .resume_state import InvalidState, engine_state
 from .seed import same_file
 from .spans import SpanFetcher
 from .stopping import STOP
-from .tuning import START
+from .streams import Openers
+from .tuning import START, ConnectionTuner
 
 log = logging.getLogger(__name__)
 
@@ -96,64 +98,13 @@ class TransferOptions:
     """PEM file of CA certificates for HTTPS links; None: the system's."""
 
 
+PENDING_WAIT = 10.0
+"""Seconds a file's first requests wait, at most, for the destination's unfinished
+uploads to be listed (they go out only for a file with none, and only until its probe
+has answered)."""
+
 PLANNED_CONNECTIONS = 16
 """Connections a part size is planned for when the count is tuned while running."""
-
-Buffer = mmap.mmap | bytearray
-
-
-class BufferPool:
-    """Part buffers under a byte budget, reused between parts.
-
-    With ``page_aligned`` the buffers are anonymous memory maps, which a local store can
-    hand to the disk with direct I/O.  Otherwise they are bytearrays, which an S3 store
-    sends whole: botocore takes a bytearray as a request body (it refuses a memoryview)
-    and urllib3 passes it to one ``sendall``, with no copy and no Python loop per block.
-    """
-
-    def __init__(self, budget: int, *, page_aligned: bool = True):
-        self.budget = budget
-        self.page_aligned = page_aligned
-        self._cond = threading.Condition()
-        self._used = 0
-        self._cached: list[Buffer] = []
-        self.peak = 0
-
-    def _cached_bytes(self) -> int:
-        return sum(len(b) for b in self._cached)
-
-    def acquire(
-        self,
-        size: int,
-        cancelled: Callable[[], bool],
-        keep_free: Callable[[], int] | None = None,
-    ) -> Buffer | None:
-        """A buffer of ``size`` once the budget allows, leaving ``keep_free()`` bytes of
-        it unused (asked again at every wake); None if ``cancelled()`` first."""
-        with self._cond:
-            while self._used and self._used + size + (keep_free() if keep_free else 0) > (
-                self.budget
-            ):
-                if cancelled():
-                    return None
-                self._cond.wait(0.2)
-            for i, buf in enumerate(self._cached):
-                if len(buf) == size:
-                    self._cached.pop(i)
-                    break
-            else:
-                while self._cached and self._used + self._cached_bytes() + size > self.budget:
-                    self._cached.pop()
-                buf = mmap.mmap(-1, size) if self.page_aligned else bytearray(size)
-            self._used += size
-            self.peak = max(self.peak, self._used)
-            return buf
-
-    def release(self, buf: Buffer) -> None:
-        with self._cond:
-            self._used -= len(buf)
-            self._cached.append(buf)
-            self._cond.notify_all()
 
 
 def plan_part_size(size: int, store: Store, options: TransferOptions | None = None) -> int:
@@ -297,8 +248,44 @@ class FileTransfer:
 
     def _run(self) -> None:
         engine, link = self.engine, self.link
-        engine.http.warm(link, 2 * (engine.options.connections or START))  # a lane and its spare
-        remote = self.remote = engine.http.probe(link, self.on_retry)
+        openers = self._openers()
+        engine.http.warm(
+            link,
+            2 * (engine.options.connections or START),  # a lane and its spare
+            openers.connected if openers is not None else None,
+        )
+        try:
+            self._transfer(openers)
+        finally:
+            if openers is not None:
+                openers.close()
+
+    def _openers(self) -> Openers | None:
+        """The first lanes' first requests, to send while the probe is on its way
+        (:class:`~.streams.Openers`): when the catalog tells the file's size (near enough
+        to plan its parts, unless the store sizes them by it) and no upload of it is
+        left here to resume."""
+        engine, options = self.engine, self.engine.options
+        store = engine.store
+        size = self.entry.size
+        if size is None and not isinstance(store, PartSizer):
+            size = self.entry.approx_size
+        if not size:
+            return None
+        part = plan_part_size(size, store, options)
+        limit = max(1, min(options.max_connections, engine.pool.budget // part - 1))
+        lanes = ConnectionTuner(pinned=options.connections, limit=limit).start()
+        lanes = min(lanes, max(1, options.max_connections // engine.files))  # its share
+        fresh = partial(engine.starts_fresh, self.name)
+        return Openers(engine.http, self.link, part, size, lanes, fresh)
+
+    def _transfer(self, openers: Openers | None) -> None:
+        engine, link = self.engine, self.link
+        try:
+            remote = self.remote = engine.http.probe(link, self.on_retry)
+        finally:
+            if openers is not None:
+                openers.seal()
         left = link.seconds_left()
         log.info(
             "%s: %s bytes, %s, link valid for %s",
@@ -339,7 +326,7 @@ class FileTransfer:
         self._digester = ThreadPoolExecutor(1, thread_name_prefix=f"xview2-digest-{self.name}")
         try:
             if remote.ranges:
-                SpanFetcher(self, range(self.hashed, nparts)).run()
+                SpanFetcher(self, range(self.hashed, nparts), openers).run()
             else:
                 self._fetch_stream(range(self.hashed, nparts))
         finally:
@@ -671,6 +658,9 @@ class TransferEngine:
         self.manifest = Manifest(store)
         interval = self.options.checkpoint_interval
         self.checkpoint_interval = store.checkpoint_interval if interval is None else interval
+        self._pending: Future[set[str]] | None = None
+        self.files = 1
+        """Files this run fetches (their first requests share ``max_connections``)."""
 
     def stop(self, code: ExitCode = ExitCode.INTERRUPTED) -> None:
         """Ask every transfer to stop soon, keeping what it fetched; the files' errors
@@ -708,7 +698,33 @@ class TransferEngine:
                     return self._run(links)
             return self._run(links)
 
+    def starts_fresh(self, name: str) -> bool:
+        """Whether no unfinished upload of ``name`` is here to resume (waits for the
+        destination's listing; False if it failed)."""
+        if self._pending is None:
+            return False
+        try:
+            return name not in self._pending.result(timeout=PENDING_WAIT)
+        except Exception:  # timed out, or the listing failed: nothing is sent early
+            return False
+
+    def _list_pending(self) -> Future[set[str]]:
+        """The names of the destination's unfinished uploads, listed in the background
+        while the files' probes are on their way."""
+        listed: Future[set[str]] = Future()
+        listed.set_running_or_notify_cancel()
+
+        def list_them() -> None:
+            try:
+                listed.set_result({p.name for p in self.store.pending_uploads()})
+            except BaseException as exc:  # (kept for starts_fresh, which says False)
+                listed.set_exception(exc)
+
+        threading.Thread(target=list_them, name="xview2-pending", daemon=True).start()
+        return listed
+
     def _run(self, links: Sequence[Link]) -> DownloadReport:
+        self._pending = self._list_pending()
         results: dict[str, FileResult] = {}
         todo: list[FileTransfer] = []
         for link in links:
@@ -719,6 +735,7 @@ class TransferEngine:
                 self.progress(Event("skipped", link.name, total=skipped.size))
             else:
                 todo.append(FileTransfer(self, link, entry))
+        self.files = max(1, len(todo))
         if todo:
             # Every link starts at once: the probes and uploads open together.
             with ThreadPoolExecutor(len(todo), thread_name_prefix="xview2-file") as files:

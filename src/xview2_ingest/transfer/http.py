@@ -304,9 +304,10 @@ class HttpClient:
                 log.info("connecting through the proxy %s (from %s)", proxy.url, proxy.variable)
         return manager, proxy
 
-    def warm(self, link: Link, count: int) -> None:
+    def warm(self, link: Link, count: int, connected: Callable[[], None] | None = None) -> None:
         """Open up to ``count`` connections to the link's server in the background, for
-        the lanes that start once the probe has answered.
+        the lanes that start once the probe has answered; ``connected()`` is called as
+        each is made and back in the pool.
 
         A new connection costs a round trip (TCP), or two (TLS), before its first byte;
         opened while the probe is on its way, that wait is spent once, in parallel,
@@ -333,7 +334,11 @@ class HttpClient:
             except (OSError, Urllib3Error) as exc:
                 log.debug("%s: warming a connection: %s", link.name, type(exc).__name__)
                 conn.close()
+                put(conn)
+                return
             put(conn)
+            if connected is not None:
+                connected()
 
         # All taken before any is given back, or the pool would hand one out twice.
         for conn in [taken() for _ in range(min(count, self._maxsize))]:

@@ -3,7 +3,7 @@
 The engine's download path in miniature, for bytes that are already somewhere: ``verify``
 reads a published file back (parallel ranged reads), ``import`` reads a file on this
 machine and writes its parts to an upload.  Up to ``window`` parts are read at once into
-buffers of the engine's :class:`~.engine.BufferPool`; the calling thread hashes each part
+buffers of the engine's :class:`~.buffers.BufferPool`; the calling thread hashes each part
 as soon as it and all before it have landed, then hands it to ``write`` (if any), which
 runs on the executor while later parts are read and hashed.  At most ``window`` reads and
 ``window`` writes hold a buffer at a time: memory is ``2 * window`` parts, whatever the
@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 
+from .buffers import Buffer, BufferPool
 from .digest import Digest
-from .engine import Buffer, BufferPool
 
 PartIO = Callable[[int, memoryview], None]
 """``(part index, its bytes)``: reads fill the view, writes persist it."""

@@ -35,25 +35,23 @@ Rules that keep it correct and bounded:
 
 from __future__ import annotations
 
-import http.client
 import logging
 import math
 import mmap
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-import urllib3
-
-from ..errors import ServerError, XView2Error
+from ..errors import XView2Error
 from ..links import Link
 from ..reports import FileResult
 from ..stores import LocalFiles, RereadableParts, Upload
-from .http import HttpClient, PartialRead, Remote
+from .http import HttpClient, Remote
+from .streams import Openers, SpanStream
 from .tuning import ConnectionTuner
 
 Buffer = mmap.mmap | bytearray
@@ -109,10 +107,6 @@ second at 16 round trips, 50 ms and 20 MiB/s per connection; none at 4, and 2 or
 slower through ``bench/wan_proxy.py``)."""
 MAX_SPAN = 64 * MiB
 """No span asks for more than this: a longer one gains nothing on the round trip."""
-READ_SIZE = 256 * 1024
-"""Bytes per read into a part buffer: large enough that the loop costs nothing, small
-enough that a stop is seen (and the bytes so far kept) within a fraction of a second on
-a slow connection."""
 WRITE_BEHIND_RTT = 0.005
 """A remote store's parts are written off the lane once the source's round trip is this
 long or longer: there a lane that waits for the upload lets its connection go idle and
@@ -126,29 +120,11 @@ stream in this many of its last reply times (request to headers): the reply's fi
 arrives as the last one of the current span is read.  No more: the server streams the
 next reply as soon as it has the request, and a lane whose two connections stream at
 once takes more than one connection's share of a per-connection-capped link."""
-MIN_SAMPLE = 0.001
-"""Seconds a part must have streamed after its reply's headers for its rate to count: a
-server that sends its first bytes with the headers delivers a small part at once."""
 AHEAD_RTT = 0.015
 """Requests are sent ahead only over a round trip this long or longer.  Below it a lane
 that asks when it needs the bytes waits for little (at 15 ms, 7 % of a 4 MiB part at
 20 MiB/s), and a server on this machine, or next to it, is not made to hold a second
 request from every lane for so little."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A ranged reply whose headers were checked: the bytes ``first``..``last`` follow."""
-
-    resp: urllib3.BaseHTTPResponse
-    first: int
-    last: int
-    latency: float
-
-
-def _close_reply(pending: Future[Reply]) -> None:
-    if not pending.cancelled() and pending.exception() is None:
-        pending.result().resp.close()
 
 
 @dataclass
@@ -227,167 +203,6 @@ class SpanPlan:
             return span.start - 1
 
 
-class SpanStream:
-    """One lane's current response: the bytes of a span, read part after part.
-
-    Its request may be sent *ahead* (:meth:`ask_ahead`), from a thread of its own while the
-    lane still reads its other stream; the first read waits for that reply."""
-
-    def __init__(self, client: HttpClient, link: Link, remote: Remote):
-        self._client, self._link, self._remote = client, link, remote
-        self._resp: urllib3.BaseHTTPResponse | None = None
-        self._pos = 0
-        self._end = 0
-        self._pending: Future[Reply] | None = None
-        self.requests = 0
-        self.latency: float | None = None
-        """Seconds from the last request to its reply's headers (a round trip or more)."""
-        self.waited = 0.0
-        """Seconds the current :meth:`fill` spent waiting for a reply's headers."""
-
-    def close(self) -> None:
-        """Drop the response; its connection is reused only if it was read to the end.
-        A reply still on its way is closed when it arrives."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.add_done_callback(_close_reply)
-        if self._resp is not None:
-            if self._pos == self._end:
-                self._resp.release_conn()
-            else:
-                self._resp.close()
-            self._resp = None
-
-    def _request(self, first: int, last: int) -> Reply:
-        client = self._client
-        asked = time.monotonic()
-        resp = client.get(self._link, first, last)
-        client.check_status(self._link, resp)
-        try:
-            client.check_reply(self._link, self._remote, resp, first, last)
-        except BaseException:
-            resp.close()
-            raise
-        return Reply(resp, first, last, time.monotonic() - asked)
-
-    def _adopt(self, reply: Reply) -> None:
-        self.latency = reply.latency
-        self._resp, self._pos, self._end = reply.resp, reply.first, reply.last + 1
-
-    def _open(self, first: int, last: int) -> None:
-        self.close()
-        self.requests += 1
-        reply = self._request(first, last)
-        self.waited += reply.latency
-        self._adopt(reply)
-
-    def ask_ahead(self, first: int, last: int) -> None:
-        """Send the request for bytes ``first``..``last`` now, from a thread of its own:
-        its reply is on its way while the lane finishes reading its other stream.  (A
-        daemon thread: a request to a server that hangs never holds up a stop.)"""
-        self.close()
-        self.requests += 1
-        pending: Future[Reply] = Future()
-        pending.set_running_or_notify_cancel()
-
-        def ask() -> None:
-            try:
-                pending.set_result(self._request(first, last))
-            except BaseException as exc:
-                pending.set_exception(exc)
-
-        threading.Thread(target=ask, name=f"xview2-ask-{self._link.name}", daemon=True).start()
-        self._pending = pending
-
-    def _settle(self) -> None:
-        """Take the reply asked for ahead (its failure is this attempt's failure)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        began = time.monotonic()
-        try:
-            reply = pending.result()
-        finally:
-            self.waited += time.monotonic() - began
-        self._adopt(reply)
-
-    def _read(self, into: memoryview, on_bytes: Callable[[int], None]) -> int:
-        """Read exactly ``len(into)`` bytes straight into the part buffer.
-
-        Through the ``http.client`` response under urllib3's: its ``readinto`` lands the
-        bytes with one copy out of the kernel (or out of OpenSSL), where urllib3's own
-        makes a new ``bytes`` per read and copies it again (``bench/http_clients.py``).
-        That also keeps a megabyte of garbage per read and connection out of the peak
-        memory.  On a break, :class:`PartialRead` carries the count reached.
-        """
-        assert self._resp is not None
-        fp = getattr(self._resp, "_fp", None)
-        if not isinstance(fp, http.client.HTTPResponse):
-            return self._client.read_into(self._link, self._resp, into, on_bytes, self._pos)
-        filled, total = 0, into.nbytes
-        limiter = self._client.limiter
-        while filled < total:
-            if self._client.stop.is_set():
-                raise ServerError("interrupted", file=self._link.name)
-            want = min(READ_SIZE, total - filled)
-            if limiter is not None:  # the speed cap: tokens first, the rest back after
-                want = limiter.acquire(want, self._client.stop)
-            n = 0
-            try:
-                n = fp.readinto(into[filled : filled + want]) or 0
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                raise PartialRead(f"connection broke: {type(exc).__name__}", filled) from None
-            finally:
-                if limiter is not None:
-                    limiter.refund(want - n)
-            if not n:
-                raise PartialRead(f"body ended early at byte {self._pos + filled}", filled)
-            filled += n
-            on_bytes(n)
-        return filled
-
-    def fill(
-        self,
-        start: int,
-        into: memoryview,
-        span_end: Callable[[], int],
-        on_bytes: Callable[[int], None],
-        on_retry: Callable[[str], None] | None,
-    ) -> None:
-        """Fill ``into`` with the file's bytes from ``start``: from the open response
-        when it is there, else from a new request that runs to ``span_end()``."""
-        filled = 0
-        self.waited = 0.0
-
-        def attempt() -> None:
-            nonlocal filled
-            at = start + filled
-            self._settle()
-            if self._resp is None or self._pos != at:
-                self._open(at, max(span_end(), start + into.nbytes) - 1)
-            assert self._resp is not None
-            try:
-                got = self._read(into[filled:], on_bytes)
-            except PartialRead as exc:
-                filled += exc.filled
-                self._pos += exc.filled
-                self._resp.close()
-                self._resp = None
-                raise
-            filled += got
-            self._pos += got
-
-        try:
-            self._client.with_retries(
-                self._link, f"bytes {start}-{start + into.nbytes - 1}", attempt, on_retry
-            )
-        except BaseException:
-            if self._resp is not None:
-                self._resp.close()
-                self._resp = None
-            raise
-
-
 class Lane:
     """One lane's connections: the stream it reads, and a spare on which the next span's
     request goes out a round trip before the current span ends.
@@ -403,19 +218,34 @@ class Lane:
         self.stream = SpanStream(client, link, remote)
         self._spare = SpanStream(client, link, remote)
         self._following: Span | None = None
+        self._dropped = 0  # requests of streams replaced by ones sent before
         self.asked = False
         """Whether the current span already tried to claim its successor."""
         self.sent_ahead = 0
 
     @property
     def requests(self) -> int:
-        return self.stream.requests + self._spare.requests
+        return self._dropped + self.stream.requests + self._spare.requests
 
-    def ask_ahead(self, span: Span, first: int, last: int) -> None:
-        """Claimed ``span`` comes next: send its request (bytes ``first``..``last``)."""
+    def _replaced(self, old: SpanStream) -> None:
+        self._dropped += old.requests
+        old.close()
+
+    def ask_ahead(self, span: Span, first: int, last: int, sent: SpanStream | None = None) -> None:
+        """Claimed ``span`` comes next: send its request (bytes ``first``..``last``), or
+        take up ``sent``, that request already on its way."""
         self._following = span
+        if sent is not None:
+            self._replaced(self._spare)
+            self._spare = sent
+            return
         self._spare.ask_ahead(first, last)
         self.sent_ahead += 1
+
+    def take_up(self, stream: SpanStream) -> None:
+        """Read ``stream`` (a request already on its way for this lane's span) next."""
+        self._replaced(self.stream)
+        self.stream = stream
 
     def next_span(self) -> Span | None:
         """End the current span; the one asked for ahead, if any, becomes current."""
@@ -459,8 +289,12 @@ def writes_behind(latency: float | None) -> bool:
 class SpanFetcher:
     """Runs the lanes of one file over a :class:`SpanPlan`, as many as the tuner says."""
 
-    def __init__(self, ft: FileTransfer, indices: Sequence[int]):
+    def __init__(self, ft: FileTransfer, indices: Sequence[int], openers: Openers | None = None):
+        """``openers``: the first lanes' first requests, sent before the lanes began;
+        their parts are spans of their own, so each is taken up by the lane that claims
+        it (see :class:`~.streams.Openers`)."""
         self.ft = ft
+        self._openers = openers
         self.engine = ft.engine
         opts = self.engine.options
         self.tuner = ConnectionTuner(
@@ -473,7 +307,11 @@ class SpanFetcher:
             self.memory_parts = max(1, MAX_SPAN // ft.part_size)
         else:
             self.memory_parts = span_parts(budget, ft.part_size, self.tuner.ceiling)
-        self.plan = SpanPlan(indices, 1, ft.kept)  # one part until a round trip is measured
+        starts = set(ft.kept)
+        for first in openers.firsts() if openers is not None else ():
+            if first % ft.part_size == 0:
+                starts |= {first // ft.part_size, first // ft.part_size + 1}
+        self.plan = SpanPlan(indices, 1, starts)  # one part until a round trip is measured
         self._base_window = ft.outstanding_limit
         self._grow_window()
         self._granted: set[int] = set()
@@ -576,9 +414,13 @@ class SpanFetcher:
         lane = Lane(self.engine.http, ft.link, ft.remote)  # type: ignore[arg-type]
         try:
             while not ft.cancelled():
-                span = lane.next_span() or self.plan.claim(self.tuner.ceiling)
-                if span is None:  # (room above for lanes still to come)
-                    return
+                span = lane.next_span()
+                if span is None:
+                    span = self.plan.claim(self.tuner.ceiling)
+                    if span is None:  # (room above for lanes still to come)
+                        return
+                    if (sent := self._opened_for(span)) is not None:
+                        lane.take_up(sent)
                 self._run_span(span, lane)
         except XView2Error as exc:
             ft.fail(exc)
@@ -590,6 +432,15 @@ class SpanFetcher:
                 self.requests += lane.requests
                 self.sent_ahead += lane.sent_ahead
             self.engine.connections.release()
+
+    def _opened_for(self, span: Span) -> SpanStream | None:
+        """The request sent for ``span`` before the lanes began, if any (see
+        :class:`Openers`)."""
+        if self._openers is None:
+            return None
+        ft = self.ft
+        first = span.start * ft.part_size + ft.kept.get(span.start, 0)
+        return self._openers.take(first, self._span_end_byte(span) - 1, ft.remote)  # type: ignore[arg-type]
 
     def _grow_window(self) -> None:
         """Let this file hold as many parts as its longest spans need.
@@ -628,10 +479,10 @@ class SpanFetcher:
         view = memoryview(buf)[: ft.part_len(index)]
 
         def fetch(start: int, into: memoryview, on_bytes: Callable[[int], None]) -> None:
-            began, stream = time.monotonic(), lane.stream
+            stream = lane.stream
             watch = self._watch_for_ahead(lane, span, start, on_bytes)
             stream.fill(start, into, lambda: self._span_end_byte(span), watch, ft.on_retry)
-            self._measured(stream, into.nbytes, time.monotonic() - began)
+            self._measured(stream)
 
         writer = self._writer if writes_behind(self._latency) else None
         try:
@@ -662,18 +513,17 @@ class SpanFetcher:
         except BaseException as exc:
             ft.fail(exc if isinstance(exc, XView2Error) else _unexpected(ft.name, exc))
 
-    def _measured(self, stream: SpanStream, size: int, seconds: float) -> None:
-        """Learn the round trip (the least request-to-reply time seen) and one lane's
-        streaming rate, and size the spans to come from them: long enough that a round
-        trip is a small share of a span, never longer than the memory allows.  On a
-        link without a round trip worth hiding, spans stay one part long, as fine-grained
-        for resuming as single-part requests."""
+    def _measured(self, stream: SpanStream) -> None:
+        """Learn the round trip (the least request-to-reply time seen) and the lanes'
+        streaming rate (:meth:`SpanStream.rate`, averaged), and size the spans to come
+        from them: long enough that a round trip is a small share of a span, never longer
+        than the memory allows.  On a link without a round trip worth hiding, spans stay
+        one part long, as fine-grained for resuming as single-part requests."""
         if stream.latency is not None:
             self._learn_round_trip(stream.latency)
+        rate = stream.rate()
         with self._lock:
-            seconds -= stream.waited  # time to the first byte is not streaming time
-            if seconds > MIN_SAMPLE:  # (a part that came with its headers says nothing)
-                rate = size / seconds
+            if rate is not None:
                 self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
             if self._latency is None or self._rate is None:
                 return
@@ -694,7 +544,7 @@ class SpanFetcher:
         span and sends its request (see :class:`Lane`)."""
         if lane.asked:
             return on_bytes
-        pos, began, noted = start, time.monotonic(), False
+        pos, noted = start, False
 
         def watch(n: int) -> None:
             nonlocal pos, noted
@@ -711,7 +561,9 @@ class SpanFetcher:
                 self._learn_round_trip(latency)
             if not asks_ahead(self._latency):
                 return
-            rate = self._rate or (pos - start) / max(1e-3, time.monotonic() - began)
+            rate = self._rate or lane.stream.rate()
+            if rate is None:
+                return
             if self._span_end_byte(span) - pos <= AHEAD_ROUND_TRIPS * rate * latency:
                 self._ask_ahead(lane, span)
 
@@ -723,7 +575,8 @@ class SpanFetcher:
         if following is None:
             return
         first = following.start * self.ft.part_size + self.ft.kept.get(following.start, 0)
-        lane.ask_ahead(following, first, self._span_end_byte(following) - 1)
+        last = self._span_end_byte(following) - 1
+        lane.ask_ahead(following, first, last, self._opened_for(following))
 
     def _span_end_byte(self, span: Span) -> int:
         assert self.ft.remote is not None and self.ft.remote.size is not None
