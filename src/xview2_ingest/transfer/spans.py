@@ -21,6 +21,9 @@ Rules that keep it correct and bounded:
   that must wait stops reading; the server is held back by TCP, not by our memory.
 - A lane sends its next span's request a round trip before its current span ends, on
   a second connection (:class:`Lane`), so it never waits a round trip between spans.
+  The first lanes' first parts may have been asked for while the probe was on its way
+  (:class:`~.streams.Openers`): each is a span of its own, and the lane that claims it
+  reads that reply.
 - A break mid-span is retried from the first missing byte to the span's (current) end,
   under the same retry policy as single ranges; every reply is checked like theirs.
 - Each part lands through the engine's ``land``: bytes the store kept of it are read
