@@ -190,7 +190,9 @@ def test_dead_links_are_refused_at_once_while_good_ones_proceed(payload, tmp_pat
 def test_link_expiring_mid_transfer_resumes_with_a_fresh_link(payload, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, data = payload
     dest = tmp_path / "d"
-    with SignedLinkServer(root, faults=Faults(rate=2 * MiB)) as srv:
+    # 1 MiB/s per request: the file takes over 4 s, so requests are still being made
+    # after the link's expiry (1.5-2 s from now, Expires being whole seconds)
+    with SignedLinkServer(root, faults=Faults(rate=1 * MiB)) as srv:
         first = download(
             [srv.url_for(NAME, ttl=1.5)],
             dest,
