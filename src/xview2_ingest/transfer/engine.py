@@ -65,7 +65,7 @@ from .seed import same_file
 from .spans import SpanFetcher
 from .stopping import STOP
 from .streams import Openers
-from .tuning import START, ConnectionTuner
+from .tuning import START, ConnectionTuner, lane_limit
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class FileTransfer:
         if not size:
             return None
         part = plan_part_size(size, store, options)
-        limit = max(1, min(options.max_connections, engine.pool.budget // part - 1))
+        limit = lane_limit(options.max_connections, engine.pool.budget, part)
         lanes = ConnectionTuner(pinned=options.connections, limit=limit).start()
         lanes = min(lanes, max(1, options.max_connections // engine.files))  # its share
         fresh = partial(engine.starts_fresh, self.name)

@@ -55,7 +55,7 @@ from ..reports import FileResult
 from ..stores import LocalFiles, RereadableParts, Upload
 from .http import HttpClient, Remote
 from .streams import Openers, SpanStream
-from .tuning import ConnectionTuner
+from .tuning import ConnectionTuner, lane_limit
 
 Buffer = mmap.mmap | bytearray
 
@@ -299,12 +299,10 @@ class SpanFetcher:
         self.ft = ft
         self._openers = openers
         self.engine = ft.engine
-        opts = self.engine.options
+        opts, budget = self.engine.options, self.engine.pool.budget
         self.tuner = ConnectionTuner(
-            pinned=opts.connections,
-            limit=self._lane_limit(),
+            pinned=opts.connections, limit=lane_limit(opts.max_connections, budget, ft.part_size)
         )
-        budget = self.engine.pool.budget
         self.rereads = isinstance(ft.upload, RereadableParts)
         if self.rereads:  # parts far ahead of the digest wait on the store, not in memory
             self.memory_parts = max(1, MAX_SPAN // ft.part_size)
@@ -334,12 +332,6 @@ class SpanFetcher:
             self._writer = ThreadPoolExecutor(
                 self.tuner.ceiling, thread_name_prefix=f"xview2-write-{ft.name}"
             )
-
-    def _lane_limit(self) -> int:
-        """Lanes the memory budget can feed: a buffer each, plus the digest's reserve."""
-        opts, pool = self.engine.options, self.engine.pool
-        by_memory = max(1, pool.budget // max(1, self.ft.part_size) - 1)
-        return max(1, min(opts.max_connections, by_memory))
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> None:

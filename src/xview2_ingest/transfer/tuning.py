@@ -23,6 +23,13 @@ MAX_INTERVAL = 2.0
 ROUND_TRIPS_PER_INTERVAL = 5
 
 
+def lane_limit(max_connections: int, budget: int, part: int) -> int:
+    """The most connections a file may have: ``--max-connections``, and what the memory
+    budget can feed (a part buffer for each, plus one for the digest's reserve)."""
+    by_memory = max(1, budget // max(1, part) - 1)
+    return max(1, min(max_connections, by_memory))
+
+
 @dataclass
 class ConnectionTuner:
     pinned: int | None
