@@ -105,21 +105,44 @@ def test_gcs_publish_composes_in_rounds(gcs_bucket: str) -> None:
     assert [len(r) for _, r in runs] == [32] * 32 and len(out) == 32
 
 
-def test_gcs_parts_fit_one_compose_while_connections_are_tuned(gcs_bucket: str) -> None:
-    """With the connection count left to the tuner, a file of up to 32 x (a fifth of the
-    memory budget) is cut into at most 32 parts, so publishing is one compose call; a
-    pinned --connections keeps the engine's plan (a buffer for every connection), and a
-    small budget keeps parts small."""
+def test_gcs_part_objects_fit_one_compose_call(gcs_bucket: str) -> None:
+    """The engine plans its parts as for any store (a buffer for every connection), in
+    multiples of 256 KiB (resumable chunks); a file of more than 32 parts goes up as at
+    most 32 part objects of consecutive parts, so publishing is one compose call."""
+    from xview2_ingest.stores import GroupedParts
     from xview2_ingest.transfer.engine import TransferOptions, plan_part_size
 
     store = open_store(f"gs://{gcs_bucket}/p")
     gib = 1 << 30
-    assert -(-gib // plan_part_size(gib, store)) <= 32
     assert plan_part_size(gib, store, TransferOptions(connections=16)) == 8 * MiB
-    assert plan_part_size(gib, store, TransferOptions(memory_budget=40 * MiB)) == 8 * MiB
-    assert plan_part_size(100 * MiB, store) == 8 * MiB  # already 13 parts: as planned
-    explicit = plan_part_size(gib, store, TransferOptions(part_size=4 * MiB))
-    assert explicit == 4 * MiB  # an explicit --part-size-mb is kept
+    odd = plan_part_size(gib, store, TransferOptions(part_size=4 * MiB + 64 * 1024))
+    assert odd == 4 * MiB + 256 * 1024  # rounded up to a whole chunk
+    for size, part, group in ((gib, 8 * MiB, 4), (20 * MiB, MiB, 1), (10 << 30, 10 * MiB, 32)):
+        upload = store.open_upload("plan.bin", size, part)
+        assert isinstance(upload, GroupedParts) and upload.group_parts == group
+        assert -(-size // (part * group)) <= 32
+        upload.abort()
+
+
+def test_gcs_resume_state_mid_group_is_not_taken_up(gcs_bucket: str) -> None:
+    """A saved state whose hashed parts end inside a group (never written so by the
+    engine) would have the next run send a group from its middle: it is set aside, and
+    the finished part objects are still known; a state at a group's end is taken up."""
+    store = open_store(f"gs://{gcs_bucket}/m")
+    part = store.min_part_size
+    data = os.urandom(34 * part)
+    view = memoryview(data)
+    for hashed, kept in ((3, False), (4, True)):
+        upload = store.open_upload(f"mid{hashed}.bin", len(data), part)
+        assert upload.group_parts == 2  # type: ignore[attr-defined]
+        for i in range(4):
+            upload.write_part(i, view[i * part : (i + 1) * part])
+        upload.checkpoint({"hashed": hashed})
+        upload.close()
+        again = store.open_upload(f"mid{hashed}.bin", len(data), part)
+        assert again.done_parts() == {0, 1, 2, 3}
+        assert (again.load_state() is not None) is kept
+        again.abort()
 
 
 def test_a_lease_held_elsewhere_blocks_until_it_expires(cloud: str) -> None:

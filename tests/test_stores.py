@@ -20,6 +20,7 @@ from xview2_ingest.stores import (
     Composer,
     Copier,
     Exclusive,
+    GroupedParts,
     LocalFiles,
     LocalStore,
     PartReader,
@@ -437,7 +438,51 @@ def contract_rereadable_parts(store: Store) -> None:
     again.abort()
 
 
-UPLOAD_CAPABILITIES = (RereadableParts,)
+def contract_grouped_parts(store: Store) -> None:
+    """Parts written from many threads in shuffled order: a part waits for its group's
+    earlier parts, no part is durable before its group is whole, and the file publishes
+    whole; an interrupted upload fails a waiting write at once."""
+    import random
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    part = store.min_part_size
+    data = os.urandom(33 * part + 5)  # 34 parts
+    view = memoryview(data)
+    upload = store.open_upload("grouped.bin", len(data), part)
+    assert isinstance(upload, GroupedParts)
+    group = upload.group_parts
+    assert group >= 2  # (a store groups parts to keep objects few)
+    order = list(range(34))
+    random.Random(7).shuffle(order)
+    lock, begun = threading.Lock(), set()
+
+    def write(i: int) -> None:
+        with lock:
+            begun.add(i)
+        upload.write_part(i, view[i * part : (i + 1) * part])
+        with lock:  # a group is done only once its last part was sent
+            done = upload.done_parts()
+            assert all(min(g * group + group, 34) - 1 in begun for g in {j // group for j in done})
+
+    with ThreadPoolExecutor(34) as pool:
+        list(pool.map(write, order))
+    assert upload.done_parts() == set(range(34))
+    upload.publish()
+    assert store.read_bytes("grouped.bin") == data and store.pending_uploads() == []
+
+    other = store.open_upload("stopped.bin", len(data), part)
+    assert isinstance(other, GroupedParts)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(other.write_part, 1, view[part : 2 * part])  # part 0 never comes
+        other.interrupt()
+        with pytest.raises(DestinationError, match="stopped before part 2"):
+            waiting.result(timeout=5)
+    assert other.done_parts() == set()
+    other.abort()
+
+
+UPLOAD_CAPABILITIES = (RereadableParts, GroupedParts)
 """Capabilities an upload claims rather than its store."""
 
 
@@ -459,6 +504,7 @@ CONTRACTS: dict[type, Callable[[Store, Store], None]] = {
     PartReader: lambda store, twin: contract_part_reader(store),
     Exclusive: contract_exclusive,
     RereadableParts: lambda store, twin: contract_rereadable_parts(store),
+    GroupedParts: lambda store, twin: contract_grouped_parts(store),
     PartSizer: lambda store, twin: contract_part_sizer(store),
 }
 """Every capability the suite knows, with its contract."""

@@ -8,7 +8,7 @@ order, checkpoints its own resume state through the upload, and finally publishe
 
 What a store can do beyond that is declared by the small capability protocols below
 (:class:`RangeReader`, :class:`Composer`, :class:`Copier`, :class:`LocalFiles`, and
-:class:`RereadableParts` of an upload), which
+:class:`RereadableParts` and :class:`GroupedParts` of an upload), which
 callers check with ``isinstance``; never by the concrete class or ``getattr``.  A new
 destination (GCS, Azure) is one new module implementing :class:`Store` and
 :class:`Upload`, plus whichever capabilities it can offer, and passing the one contract
@@ -142,6 +142,23 @@ class RereadableParts(Protocol):
 
 
 @runtime_checkable
+class GroupedParts(Protocol):
+    """An upload that stores ``group_parts`` consecutive parts as one object, sent in
+    order (GCS: a resumable upload per group, so a file needs few objects and one
+    compose call).  A part is durable only once its whole group is: the engine saves
+    resume state only where every part hashed is in a finished group, and the parts of a
+    group are written in index order (:meth:`Upload.write_part` waits for the group's
+    earlier parts, which other connections may still be fetching)."""
+
+    group_parts: int
+
+    def interrupt(self) -> None:
+        """Wake, with an error, every :meth:`Upload.write_part` waiting for its turn: the
+        transfer stopped, and the parts it waits for will not come."""
+        ...
+
+
+@runtime_checkable
 class Store(Protocol):
     url: str
     """Where the store writes, for display (``/data/xview2``, ``s3://bucket/prefix``, ...)."""
@@ -257,8 +274,8 @@ class Exclusive(Protocol):
 
 @runtime_checkable
 class PartSizer(Protocol):
-    """A store that finishes a file faster in parts of another size than the engine's
-    plan (GCS: one compose call joins at most 32 parts; more parts cost extra rounds)."""
+    """A store that needs parts of another size than the engine's plan (GCS: a
+    resumable upload takes chunks in multiples of 256 KiB)."""
 
     def part_size_for(self, size: int, planned: int, budget: int) -> int:
         """Bytes per part for a new upload of ``size`` bytes, given the engine's

@@ -1,23 +1,27 @@
 """Google Cloud Storage: ``gs://bucket/prefix``, through google-cloud-storage.
 
-GCS has no multipart upload in its JSON API, so each part of the plan is an object of its
-own in the prefix's hidden area, ``PREFIX/.xview2/parts/NAME/UPLOAD/00042``, sent in one
-request (``uploadType=media``, the part's buffer as the body, no copy).  Parts land in
-any order and in parallel; listing them is the journal of finished parts (each listed
-with the size, CRC32C and MD5 the server computed).  Only after the engine verified the
-SHA-1 does :meth:`GCSUpload.publish` join them with ``compose``: at most 32 sources a
-call, so larger files are composed in rounds into intermediate objects beside the parts,
-and the last call writes the final name, atomically, each source pinned to the
-generation that was written.  The parts are deleted afterwards.
+GCS has no multipart upload in its JSON API, so a file goes up as *part objects* in the
+prefix's hidden area, ``PREFIX/.xview2/parts/NAME/UPLOAD/00042``, in parallel; listing
+them is the journal of finished ones (each listed with the size, CRC32C and MD5 the
+server computed).  Only after the engine verified the SHA-1 does
+:meth:`GCSUpload.publish` join them with ``compose`` into the final name, atomically,
+each source pinned to the generation that was written; the part objects are deleted
+afterwards.
+
+One compose call takes at most 32 sources, and a file of more part objects is composed
+in rounds through intermediate objects, which a server that copies the bytes it composes
+(fake-gcs-server) pays for with most of the file copied once more.  So a file of more
+than 32 parts sends *groups* of consecutive parts as one object each (at most 32 of
+them): a resumable upload per group, one request (chunk) per part, in order
+(:class:`~.groups.GroupWriter`, :class:`~.base.GroupedParts`).  A file of at most 32
+parts sends each part in one request (``uploadType=media``, the buffer as the body).
 
 The engine's resume state is kept as for S3 (:class:`.statecopy.RemoteState`): after
 every part in a local copy, every few seconds in ``PREFIX/.xview2/state/NAME.json``.
 
 Credentials are found as Google's tools find them (Application Default Credentials);
 ``STORAGE_EMULATOR_HOST`` selects an emulator, as google-cloud-storage itself honours it.
-Requests that hit a rate limit (429) or a passing server error (5xx) are retried with
-backoff: every request here is safe to repeat (a part rewritten under its own name, a
-compose into a fresh name, a delete).
+Requests are retried on rate limits and passing server errors (:mod:`.gcsrequests`).
 """
 
 from __future__ import annotations
@@ -27,17 +31,16 @@ import io
 import json
 import logging
 import os
-import random
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 from urllib.parse import quote, unquote
 
 from ..errors import DestinationError, UsageError
 from .base import PendingUpload, UnreadableParts
+from .groups import GroupWriter
 from .objlease import LeaseTaken, ObjectLease
 from .statecopy import LocalStateCopy, RemoteState
 
@@ -51,6 +54,15 @@ try:
     from google.auth.transport.requests import AuthorizedSession
     from google.cloud import storage
 
+    from .gcsrequests import (
+        CHUNK_ALIGN,
+        Retryable,
+        checked,
+        put_chunk,
+        retrying,
+        start_resumable,
+    )
+
     HAVE_SDK = True
 except ImportError:  # the optional extra is missing: GCSStore says what to install
     HAVE_SDK = False
@@ -61,12 +73,15 @@ MiB = 1 << 20
 WORK = ".xview2"
 COMPOSE_MAX = 32
 """Sources one compose call takes (GCS's limit)."""
-FEW_PARTS_BUFFERS = 5
-"""Part buffers the memory budget must still hold when parts are grown to fit one
-compose call: four connections and the digest's reserve."""
-RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
-ATTEMPTS = 7
-T = TypeVar("T")
+
+
+def group_parts_for(size: int, part_size: int) -> int:
+    """Parts per part object: as few as keep a file within one compose call (1 for a
+    file of at most 32 parts, or parts that a resumable upload cannot take as chunks)."""
+    parts = -(-size // part_size) if size else 0
+    if part_size % CHUNK_ALIGN:
+        return 1
+    return max(1, -(-parts // COMPOSE_MAX))
 
 
 def parse_gcs_url(url: str) -> tuple[str, str]:
@@ -100,34 +115,6 @@ def _error(exc: BaseException, name: str, action: str, where: str) -> Destinatio
             " finished parts are kept",
         )
     return DestinationError(f"cannot {action} {where}: {exc}", file=name)
-
-
-def _retrying(what: str, call: Callable[[], T]) -> T:
-    """``call()``, repeated with backoff on a rate limit, a 5xx or a broken connection."""
-    for attempt in range(ATTEMPTS):
-        try:
-            return call()
-        except (requests.ConnectionError, requests.Timeout, _Retryable) as exc:
-            if attempt == ATTEMPTS - 1:
-                raise
-            delay = min(32.0, 0.5 * 2**attempt) * (0.5 + random.random())
-            log.info("%s failed (%s); retrying in %.1fs", what, exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-class _Retryable(Exception):
-    def __init__(self, response: requests.Response):
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-
-
-def _checked(response: requests.Response) -> requests.Response:
-    if response.status_code in RETRYABLE:
-        raise _Retryable(response)
-    if response.status_code >= 400:
-        raise gexc.from_http_response(response)
-    return response
 
 
 class _LeaseObject:
@@ -170,14 +157,16 @@ class _LeaseObject:
 
 
 class GCSUpload(UnreadableParts):
-    """One file as part objects, composed into its final name by :meth:`publish`."""
+    """One file as part objects, composed into its final name by :meth:`publish`; each
+    object holds ``group_parts`` consecutive parts (see the module's notes)."""
 
     def __init__(self, store: GCSStore, name: str, size: int, part_size: int):
         self.name, self.size, self.part_size = name, size, part_size
+        self.group_parts = group_parts_for(size, part_size)
         self._store = store
         self._key = store.key_of(name)
         self._lock = threading.Lock()
-        self._parts: dict[int, int] = {}  # index -> generation of its part object
+        self._parts: dict[int, int] = {}  # group -> generation of its part object
         self._engine_state: dict[str, Any] | None = None
         self._state = RemoteState(
             f"{store.endpoint}/{store.bucket}/{self._key}",
@@ -188,11 +177,27 @@ class GCSUpload(UnreadableParts):
             self._upload_id = self._resume(remote) if remote else None
             if self._upload_id is None:
                 self.part_size, self._parts = part_size, {}
+                self.group_parts = group_parts_for(size, part_size)
                 self._upload_id = uuid.uuid4().hex[:16]
                 store.delete_keys(store.list_keys(store.parts_root(name)))  # strays
                 self._state.save(self._record(None))
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "start an upload to", store.url) from None
+        self._groups = GroupWriter(
+            name,
+            size,
+            self.part_size,
+            self.group_parts,
+            lambda group: start_resumable(
+                store.session,
+                store.endpoint,
+                store.bucket,
+                self._part_key(group),
+                self._group_len(group),
+            ),
+            self._send,
+            self._group_done,
+        )
 
     @property
     def _root(self) -> str:
@@ -205,17 +210,31 @@ class GCSUpload(UnreadableParts):
             return None
         if not isinstance(upload_id, str) or self.size > earlier * self._store.max_parts:
             return None
-        self.part_size = earlier  # a resumed upload keeps its part size
+        group = remote.get("group_parts", 1)  # (uploads begun before groups: one part each)
+        if type(group) is not int or not 1 <= group <= self._store.max_parts:
+            return None
+        if group > 1 and earlier % CHUNK_ALIGN:
+            return None
+        self.part_size, self.group_parts = earlier, group  # a resumed upload keeps its own
         root = f"{self._store.parts_root(self.name)}{upload_id}/"
         for blob in self._store.client.list_blobs(self._store.bucket, prefix=root):
             leaf = blob.name[len(root) :]
-            if leaf.isdigit() and blob.size == self._part_len(int(leaf)):
+            if leaf.isdigit() and blob.size == self._group_len(int(leaf)):
                 self._parts[int(leaf)] = int(blob.generation)
-        self._engine_state = self._state.newest_engine_state(remote)
+        state = self._state.newest_engine_state(remote)
+        hashed = state.get("hashed") if state else None
+        if isinstance(hashed, int) and hashed % group:  # (never written so: groups wait
+            state = None  # for their first part, which a resume from here would not send)
+        self._engine_state = state
         return upload_id
 
-    def _part_len(self, index: int) -> int:
-        return min(self.part_size, self.size - index * self.part_size)
+    def _group_len(self, group: int) -> int:
+        start = group * self.group_parts * self.part_size
+        return max(0, min(self.group_parts * self.part_size, self.size - start))
+
+    def _groups_total(self) -> int:
+        parts = -(-self.size // self.part_size) if self.size else 0
+        return -(-parts // self.group_parts)
 
     def _record(self, engine: dict[str, Any] | None) -> dict[str, Any]:
         return {
@@ -223,20 +242,45 @@ class GCSUpload(UnreadableParts):
             "key": self._key,
             "size": self.size,
             "part_size": self.part_size,
+            "group_parts": self.group_parts,
             "engine": engine,
         }
 
     def done_parts(self) -> set[int]:
+        parts = -(-self.size // self.part_size) if self.size else 0
         with self._lock:
-            return set(self._parts)
+            groups = set(self._parts)
+        k = self.group_parts
+        return {i for g in groups for i in range(g * k, min(parts, (g + 1) * k))}
 
     def write_part(self, index: int, data: memoryview) -> None:
         try:
-            generation = self._store.put_part(f"{self._root}{index:05d}", data)
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            if self.group_parts == 1:
+                self._group_done(index, self._store.put_part(self._part_key(index), data))
+            else:
+                self._groups.write(index, data)
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
+
+    def _send(
+        self, session: object, group: int, index: int, data: memoryview, last: bool
+    ) -> int | None:
+        """Part ``index`` as the next chunk of its group's resumable upload."""
+        assert isinstance(session, str)
+        offset = (index - group * self.group_parts) * self.part_size
+        total = self._group_len(group) if last else None
+        name = self._store._rel(self._part_key(group))
+        return put_chunk(self._store.session, session, offset, data, total, name)
+
+    def _part_key(self, group: int) -> str:
+        return f"{self._root}{group:05d}"
+
+    def _group_done(self, group: int, generation: int) -> None:
         with self._lock:
-            self._parts[index] = generation
+            self._parts[group] = generation
+
+    def interrupt(self) -> None:
+        self._groups.interrupt()
 
     def load_state(self) -> dict[str, Any] | None:
         return self._engine_state
@@ -244,17 +288,18 @@ class GCSUpload(UnreadableParts):
     def checkpoint(self, state: dict[str, Any]) -> None:
         try:
             self._state.checkpoint(self._record(state))
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, self.name, "save resume state to", self._store.url) from None
 
     def publish(self) -> None:
-        count = -(-self.size // self.part_size) if self.size else 0
+        count = self._groups_total()
         with self._lock:
             parts = dict(self._parts)
         missing = sorted(set(range(count)) - parts.keys())
         if missing:
             raise DestinationError(
-                f"cannot publish: part {missing[0] + 1} of {count} is not at {self._store.url}",
+                f"cannot publish: part {missing[0] * self.group_parts + 1} of"
+                f" {-(-self.size // self.part_size)} is not at {self._store.url}",
                 file=self.name,
                 hint="run again to fetch it",
             )
@@ -269,7 +314,7 @@ class GCSUpload(UnreadableParts):
                     file=self.name,
                 )
             self._store.delete_keys([self._store.state_key(self.name)])
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, self.name, "compose the upload in", self._store.url) from None
         self._state.forget()
         self._discard_parts()
@@ -277,13 +322,13 @@ class GCSUpload(UnreadableParts):
     def _discard_parts(self) -> None:
         try:
             self._store.delete_keys(self._store.list_keys(self._root))
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             log.warning("could not delete the parts of %s: %s", self.name, exc)
 
     def abort(self) -> None:
         try:
             self._store.delete_keys([self._store.state_key(self.name)])
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             log.warning("could not delete the resume state of %s: %s", self.name, exc)
         self._state.forget()
         self._discard_parts()
@@ -292,7 +337,7 @@ class GCSUpload(UnreadableParts):
         """Leave the parts for a later run, the newest state saved."""
         try:
             self._state.flush()
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             log.warning(
                 "could not save the resume state of %s to %s (%s); a rerun on this machine"
                 " resumes from its local copy",
@@ -347,16 +392,9 @@ class GCSStore:
         self._retry = Retry(initial=0.5, maximum=32.0, timeout=300.0)
 
     def part_size_for(self, size: int, planned: int, budget: int) -> int:
-        """Parts large enough that one compose call joins the file, as far as the memory
-        budget still holds :data:`FEW_PARTS_BUFFERS` of them; never below ``planned``.
-
-        Every compose round before the last writes intermediate objects, and a server
-        that copies bytes when composing (fake-gcs-server) copies most of the file once
-        more for them, which dominates its publish (see the transfer-cloud section of
-        ``docs/benchmarks.md``).  Fewer parts also mean fewer requests.
-        """
-        fits_one_call = -(-size // COMPOSE_MAX)
-        return max(planned, min(fits_one_call, budget // FEW_PARTS_BUFFERS))
+        """The engine's planned size, rounded up to :data:`CHUNK_ALIGN`: the parts of a
+        group are chunks of one resumable upload."""
+        return -(-planned // CHUNK_ALIGN) * CHUNK_ALIGN
 
     # -- names -----------------------------------------------------------------------
     def key_of(self, name: str) -> str:
@@ -383,9 +421,9 @@ class GCSStore:
         url = f"{self.endpoint}/upload/storage/v1/b/{self.bucket}/o"
         params = {"uploadType": "media", "name": key}
         size = len(data) if isinstance(data, bytes) else data.nbytes
-        reply = _retrying(
+        reply = retrying(
             f"upload of {key}",
-            lambda: _checked(self.session.post(url, params=params, data=data, timeout=300)),
+            lambda: checked(self.session.post(url, params=params, data=data, timeout=300)),
         ).json()
         if int(reply.get("size", -1)) != size:
             raise DestinationError(
@@ -407,18 +445,18 @@ class GCSStore:
     def _get(self, key: str) -> bytes | None:
         def call() -> requests.Response:
             response = self.session.get(self._object_url(key), params={"alt": "media"})
-            return response if response.status_code == 404 else _checked(response)
+            return response if response.status_code == 404 else checked(response)
 
-        response = _retrying(f"read of {key}", call)
+        response = retrying(f"read of {key}", call)
         return None if response.status_code == 404 else response.content
 
     def _open_at(self, key: str, offset: int) -> IO[bytes]:
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        response = _retrying(
+        response = retrying(
             f"read of {key}",
-            lambda: _checked(
+            lambda: checked(
                 self.session.get(
                     self._object_url(key),
                     params={"alt": "media"},
@@ -440,9 +478,9 @@ class GCSStore:
             def call() -> None:
                 response = self.session.delete(self._object_url(key))
                 if response.status_code != 404:
-                    _checked(response)
+                    checked(response)
 
-            _retrying(f"delete of {key}", call)
+            retrying(f"delete of {key}", call)
 
         keys = list(keys)
         if not keys:
@@ -520,13 +558,13 @@ class GCSStore:
     def read_bytes(self, name: str) -> bytes | None:
         try:
             return self._get(self.key_of(name))
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "read", self.url) from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
         try:
             self.put_part(self.key_of(name), data)
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "write", self.url) from None
 
     def open_read(self, name: str) -> IO[bytes]:
@@ -540,7 +578,7 @@ class GCSStore:
                     raise DestinationError("not found", file=name)
                 return io.BytesIO(b"")
             return self._open_at(self.key_of(name), offset)
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "read", self.url) from None
 
     def put_stream(self, name: str, stream: IO[bytes], size: int) -> None:
@@ -550,13 +588,13 @@ class GCSStore:
             else:  # a resumable upload, 16 MiB a request
                 blob = self._bucket.blob(self.key_of(name), chunk_size=16 * MiB)
                 blob.upload_from_file(stream, size=size, checksum=None)
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "write", self.url) from None
 
     def delete(self, name: str) -> None:
         try:
             self.delete_keys([self.key_of(name)])
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "delete", self.url) from None
 
     def list_files(self, prefix: str = "") -> Iterator[tuple[str, int]]:
@@ -623,7 +661,7 @@ class GCSStore:
                 keys.append(entry["state"].name)
             try:
                 self.delete_keys(keys)
-            except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+            except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
                 raise _error(exc, found, "discard the upload in", self.url) from None
             LocalStateCopy(f"{self.endpoint}/{self.bucket}/{self.key_of(found)}").delete()
             count += 1
@@ -665,5 +703,5 @@ class GCSStore:
         scratch = self._work(f"compose/{uuid.uuid4().hex[:16]}-")
         try:
             return self.compose_keys(self.key_of(name), pinned, scratch=scratch, workers=workers)
-        except (gexc.GoogleAPICallError, requests.RequestException, _Retryable) as exc:
+        except (gexc.GoogleAPICallError, requests.RequestException, Retryable) as exc:
             raise _error(exc, name, "assemble in", self.url) from None

@@ -55,7 +55,7 @@ from ..links import Link
 from ..manifest import Manifest
 from ..reports import DownloadReport, FileResult, failure_of, human_bytes
 from ..settings import DEFAULT_MEMORY_MB
-from ..stores import Exclusive, PartSizer, RereadableParts, Store, Upload
+from ..stores import Exclusive, GroupedParts, PartSizer, RereadableParts, Store, Upload
 from .buffers import Buffer, BufferPool
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
@@ -114,9 +114,8 @@ def plan_part_size(size: int, store: Store, options: TransferOptions | None = No
     budget holds a buffer for every connection plus a reorder window of a quarter as many
     (at least 2): fewer, larger parts cost fewer requests, but a part that waits for a
     buffer is a connection standing idle.  Never below the store's minimum, and grown to
-    stay under its part-count limit.  A store that joins parts at a cost per part
-    (:class:`~..stores.base.PartSizer`) may ask for larger ones while the connection
-    count is left to the tuner.
+    stay under its part-count limit.  A store with needs of its own
+    (:class:`~..stores.base.PartSizer`) has the last word.
     """
     options = options or TransferOptions()
     part = options.part_size
@@ -124,11 +123,11 @@ def plan_part_size(size: int, store: Store, options: TransferOptions | None = No
         conns = options.connections or PLANNED_CONNECTIONS
         buffers = conns + max(2, conns // 4)
         part = min(store.default_part_size, options.memory_budget // buffers // ALIGN * ALIGN)
-        if isinstance(store, PartSizer) and not options.connections:
-            part = store.part_size_for(size, part, options.memory_budget)
     need = math.ceil(size / store.max_parts) if size else 0
-    part = max(store.min_part_size, part, need)
-    return math.ceil(part / ALIGN) * ALIGN
+    part = math.ceil(max(store.min_part_size, part, need) / ALIGN) * ALIGN
+    if isinstance(store, PartSizer):
+        part = store.part_size_for(size, part, options.memory_budget)
+    return part
 
 
 def choose_algorithms(entry: CatalogEntry, all_digests: bool) -> list[str]:
@@ -161,6 +160,8 @@ class FileTransfer:
         """This file's digest thread, while its parts are fetched (see :meth:`complete`)."""
         self._last_checkpoint = 0.0
         self._newest_state: dict[str, Any] | None = None
+        self._durable_state: dict[str, Any] | None = None
+        """The newest state whose parts the store holds durably (see :meth:`_checkpoint`)."""
         self._writer: Future[None] | None = None
         self.hashed = 0
         self.digests: dict[str, Digest] = {}
@@ -263,12 +264,11 @@ class FileTransfer:
     def _openers(self) -> Openers | None:
         """The first lanes' first requests, to send while the probe is on its way
         (:class:`~.streams.Openers`): when the catalog tells the file's size (near enough
-        to plan its parts, unless the store sizes them by it) and no upload of it is
-        left here to resume."""
+        to plan its parts) and no upload of it is left here to resume."""
         engine, options = self.engine, self.engine.options
         store = engine.store
         size = self.entry.size
-        if size is None and not isinstance(store, PartSizer):
+        if size is None:
             size = self.entry.approx_size
         if not size:
             return None
@@ -558,19 +558,29 @@ class FileTransfer:
 
         Checkpoints are written off the digest's path by one writer per file that always
         takes the newest state (older ones it has not reached are skipped).  A forced
-        checkpoint waits for that writer and writes synchronously.
+        checkpoint waits for that writer and writes synchronously.  To an upload that
+        stores parts in groups (:class:`~..stores.GroupedParts`) only states whose parts
+        are all in finished groups are written: taken at each group's end, and the last
+        of them is what a forced checkpoint mid-group writes.
         """
         now = time.monotonic()
-        if self.upload is None or self.remote is None:
+        if self.upload is None or self.remote is None or not self.part_size:
             return
-        if not force and now - self._last_checkpoint < self.engine.checkpoint_interval:
+        group = self.upload.group_parts if isinstance(self.upload, GroupedParts) else 1
+        due = force or now - self._last_checkpoint >= self.engine.checkpoint_interval
+        if not due and group == 1:
+            return
+        state: dict[str, Any] | None = self._durable_state
+        last = math.ceil((self.remote.size or 0) / self.part_size)
+        if self.hashed % group == 0 or self.hashed == last:
+            state = self._durable_state = {
+                "identity": self.remote.identity(),
+                "hashed": self.hashed,
+                "digests": {a: d.state() for a, d in self.digests.items()},
+            }
+        if not due or state is None:
             return
         self._last_checkpoint = now
-        state = {
-            "identity": self.remote.identity(),
-            "hashed": self.hashed,
-            "digests": {a: d.state() for a, d in self.digests.items()},
-        }
         if force:
             self._wait_for_checkpoints()
             self._write_checkpoint(state)

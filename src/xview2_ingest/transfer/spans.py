@@ -52,7 +52,7 @@ from typing import Any, Protocol
 from ..errors import XView2Error
 from ..links import Link
 from ..reports import FileResult
-from ..stores import LocalFiles, RereadableParts, Upload
+from ..stores import GroupedParts, LocalFiles, RereadableParts, Upload
 from .http import HttpClient, Remote
 from .streams import Openers, SpanStream
 from .tuning import ConnectionTuner, lane_limit
@@ -325,19 +325,24 @@ class SpanFetcher:
         self.sent_ahead = 0
         self.written_behind = 0
         self._writer: ThreadPoolExecutor | None = None
+        self._grouped = isinstance(ft.upload, GroupedParts) and ft.upload.group_parts > 1
         if not isinstance(self.engine.store, LocalFiles):
             # A remote store's write is a request of its own: made off the lane (once the
             # round trip is long enough, see WRITE_BEHIND_RTT), so the lane's connection
-            # keeps streaming while the part goes up.
-            self._writer = ThreadPoolExecutor(
-                self.tuner.ceiling, thread_name_prefix=f"xview2-write-{ft.name}"
-            )
+            # keeps streaming while the part goes up.  Where parts of a group wait for
+            # the group's earlier ones, every part this file may hold has a thread, so
+            # waiting writes never keep the part they wait for from being written.
+            threads = self.tuner.ceiling
+            if self._grouped:
+                threads = max(threads, ft.outstanding_limit)
+            self._writer = ThreadPoolExecutor(threads, thread_name_prefix=f"xview2-write-{ft.name}")
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> None:
         try:
             self._run()
         finally:
+            self._wake_waiting_writes()
             if self._writer is not None:
                 self._writer.shutdown(wait=True)  # every part fetched is written or kept
 
@@ -348,7 +353,10 @@ class SpanFetcher:
             if not alive:
                 break
             alive[0].join(self.tuner.interval(self._latency))
-            if self.ft.cancelled() or self.plan.unclaimed() == 0:
+            if self.ft.cancelled():
+                self._wake_waiting_writes()
+                continue
+            if self.plan.unclaimed() == 0:
                 continue
             more = self.tuner.observe(time.monotonic(), self.ft.result.bytes_fetched)
             if more:
@@ -357,6 +365,14 @@ class SpanFetcher:
         if self.tuner.settled_at is None:
             self.tuner.settle("the file ended")
         self._report()
+
+    def _wake_waiting_writes(self) -> None:
+        """Once the file stopped or failed, parts waiting for their group's earlier parts
+        (:class:`~..stores.GroupedParts`) fail instead of waiting for parts that will not
+        come."""
+        upload = self.ft.upload
+        if self.ft.cancelled() and isinstance(upload, GroupedParts):
+            upload.interrupt()
 
     def _report(self) -> None:
         lanes = len(self._threads)
