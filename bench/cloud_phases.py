@@ -2,17 +2,17 @@
 
 Each configuration runs on a fresh emulator (started as ``bench/transfer.py`` starts it,
 in memory) and goes through xview2's own store code: ``open_upload``, the parts written
-from one buffer by a thread pool (no download, no hashing), then ``publish`` (GCS: the
-compose rounds; Azure: the block-list commit).  Wall time of each phase, and the CPU
-seconds the emulator spent in it (from ``/proc``), which is what a busy two-core machine
-runs short of::
+from one buffer by a thread pool (no download, no hashing), then ``publish`` (GCS: one
+compose call over at most 32 part objects; Azure: the block-list commit).  Wall time of
+each phase, and the CPU seconds the emulator spent in it (from ``/proc``), which is what
+a busy two-core machine runs short of::
 
     python bench/cloud_phases.py                 # 1 GiB; GCS and Azure; writes the docs
     python bench/cloud_phases.py --size-gib 0.25 --no-docs
 
-A second table times the one way to a GCS object that needs no compose: a single
-resumable upload (the SDK's ``upload_from_file``) fed in order, in chunks of a few
-sizes, the shape an uploader that sends parts in the digest's order would have.
+A second table times a single resumable upload of the whole file (the SDK's
+``upload_from_file``) in chunks of a few sizes: the one way to a GCS object that needs
+no compose, and what the emulator's re-hashing at every chunk costs.
 
 Writes the "cloud-phases" section of ``docs/benchmarks.md``.
 """
@@ -50,7 +50,7 @@ def _cpu_of_tree(pid: int) -> float:
 
 
 def one(kind: str, size: int, part_mib: int, threads: int) -> dict[str, float | str]:
-    from xview2_ingest.stores import open_store
+    from xview2_ingest.stores import GroupedParts, open_store
 
     part = part_mib * MiB
     buf = memoryview(bytearray(os.urandom(part)))
@@ -69,9 +69,11 @@ def one(kind: str, size: int, part_mib: int, threads: int) -> dict[str, float | 
         upload.publish()
         cpu2, t2 = _cpu_of_tree(pid), time.perf_counter()
         assert store.size_of("one.bin") == size
+    group = upload.group_parts if isinstance(upload, GroupedParts) else 1
+    objects = f" as {-(-count // group)} objects" if group > 1 else ""
     return {
         "store": kind,
-        "parts": f"{count} x {part_mib} MiB, {threads} threads",
+        "parts": f"{count} x {part_mib} MiB{objects}, {threads} threads",
         "parts_s": t1 - t0,
         "parts_cpu": cpu1 - cpu0,
         "publish_s": t2 - t1,
@@ -112,9 +114,10 @@ def markdown(rows: list[dict[str, float | str]], size: int, command: str, load: 
         f" start {load}; generated {time.strftime('%Y-%m-%d %H:%M %Z')}).",
         "",
         f"A {size / GiB:g} GiB file through xview2's store code: parts written from one"
-        " buffer by threads (no download, no hashing), then `publish` (GCS: compose in"
-        " rounds of 32; Azure: one block-list commit). Emulator CPU is what the emulator's"
-        " process used in that phase.",
+        " buffer by threads (no download, no hashing), then `publish` (GCS: one compose"
+        " call, a file of more than 32 parts having gone up as at most 32 part objects, each"
+        " a resumable upload of consecutive parts; Azure: one block-list commit). Emulator"
+        " CPU is what the emulator's process used in that phase.",
         "",
         "| store | parts | writing parts | emulator CPU | publish | emulator CPU |",
         "|---|---|---:|---:|---:|---:|",
