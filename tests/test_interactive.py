@@ -194,3 +194,28 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
         again = subprocess.run(cmd, capture_output=True, timeout=60)
         assert again.returncode == 0, again.stderr.decode()
     assert (dest / NAME).read_bytes() == data
+
+
+def test_a_stop_with_nobody_reading_stderr_still_stops_cleanly(tmp_path: Path) -> None:
+    """The reader of stderr is gone (a pipe closed, a dead ``tee``): the signal's
+    message cannot be written, and the stop still happens: exit 143, state kept, and a
+    second signal still exits at once."""
+    root, data, cat = make_file(tmp_path, 12 * MiB)
+    dest = tmp_path / "dest"
+    with SignedLinkServer(root, faults=Faults(rate=1 * MiB)) as srv:
+        cmd = [*download_argv(srv.url_for(NAME), dest, cat), "--quiet"]
+        for signals in (1, 2):
+            proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            assert proc.stderr is not None
+            proc.stderr.close()  # nobody reads what it says from now on
+            time.sleep(1.5)
+            for _ in range(signals):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                assert proc.wait(timeout=30) == 143
+            finally:
+                proc.kill()
+        srv.faults.rate = None
+        again = subprocess.run(cmd, capture_output=True, timeout=60)
+        assert again.returncode == 0, again.stderr.decode()
+    assert (dest / NAME).read_bytes() == data

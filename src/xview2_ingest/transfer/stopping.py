@@ -66,14 +66,21 @@ STOP = StopRequest()
 _CODES = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED}
 
 
+def _say(message: bytes) -> None:
+    """Write to stderr from the handler; when nobody reads it any more (a closed pipe),
+    the stop goes on without the message."""
+    with contextlib.suppress(OSError):
+        os.write(2, message)
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
     code = _CODES.get(signal.Signals(signum), ExitCode.INTERRUPTED)
     if STOP.is_set():
-        os.write(2, b"\nstopping at once; work not yet saved is lost\n")
+        _say(b"\nstopping at once; work not yet saved is lost\n")
         os._exit(int(STOP.exit_code))
     if STOP.running:
         STOP.request(code)
-        os.write(2, b"\nstopping; saving what was fetched (press Ctrl-C again to quit now)\n")
+        _say(b"\nstopping; saving what was fetched (press Ctrl-C again to quit now)\n")
         return
     STOP.request(code)  # a second signal during the KeyboardInterrupt's unwinding exits
     raise Terminated() if code == ExitCode.TERMINATED else KeyboardInterrupt()
