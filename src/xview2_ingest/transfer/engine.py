@@ -570,14 +570,16 @@ class FileTransfer:
         due = force or now - self._last_checkpoint >= self.engine.checkpoint_interval
         if not due and group == 1:
             return
-        state: dict[str, Any] | None = self._durable_state
         last = math.ceil((self.remote.size or 0) / self.part_size)
         if self.hashed % group == 0 or self.hashed == last:
-            state = self._durable_state = {
+            self._durable_state = {
                 "identity": self.remote.identity(),
                 "hashed": self.hashed,
                 "digests": {a: d.state() for a, d in self.digests.items()},
             }
+        elif not force:
+            return  # mid-group: the state written at the group's start stands
+        state = self._durable_state
         if not due or state is None:
             return
         self._last_checkpoint = now
