@@ -10,6 +10,14 @@ its whole group is (see :class:`~.base.GroupedParts`).
 :class:`GroupWriter` does the ordering: a part whose group's earlier parts are not yet
 sent waits for them (another lane is fetching them), one sender per group at a time.
 The store provides the two requests (open a group's upload; send one part of it).
+
+Why the waiting cannot deadlock the engine: a write waits only for lower parts of its
+own group.  Lanes take parts in index order within their spans, and spans are handed
+out in index order, so the lowest part not yet sent belongs to a lane that is fetching
+or sending it and waits for nothing lower; the buffer pool always lets the digest's next
+part be fetched, and parts written behind the lanes each get a thread of their own
+(:mod:`..transfer.spans`).  When the transfer stops, :meth:`GroupWriter.interrupt`
+fails the waiting writes instead of leaving them for parts that will not come.
 """
 
 from __future__ import annotations
