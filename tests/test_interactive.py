@@ -60,9 +60,11 @@ def download_argv(url: str, dest: Path, cat: Path) -> list[str]:
 def test_fresh_links_pasted_at_the_prompt_continue_the_run(tmp_path: Path) -> None:
     root, data, cat = make_file(tmp_path, 6 * MiB)
     dest = tmp_path / "dest"
-    # A request longer than one part (a span, when the round trip makes spans worth it)
-    # breaks after 1.5 MiB, past the link's expiry, so some request always comes too late.
-    faults = Faults(rate=2 * MiB, reset_after=3 * MiB // 2, reset_count=100)
+    # At 1 MiB/s per connection the file takes 3 s over two, so parts are still asked
+    # for after the link expires (1.5 s after it was made; at 2 MiB/s a quick start could
+    # ask for the last part before that); a request longer than one part (a span, when
+    # the round trip makes spans worth it) breaks after 1.5 MiB, so it must ask again.
+    faults = Faults(rate=1 * MiB, reset_after=3 * MiB // 2, reset_count=100)
     with SignedLinkServer(root, faults=faults) as srv:
         master, slave = pty.openpty()
         proc = subprocess.Popen(
