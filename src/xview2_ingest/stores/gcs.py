@@ -39,6 +39,7 @@ from typing import IO, Any
 from urllib.parse import quote, unquote
 
 from ..errors import DestinationError, UsageError
+from ..transfer.resume_state import part_count
 from .base import PendingUpload, UnreadableParts
 from .groups import GroupWriter
 from .objlease import LeaseTaken, ObjectLease
@@ -78,10 +79,9 @@ COMPOSE_MAX = 32
 def group_parts_for(size: int, part_size: int) -> int:
     """Parts per part object: as few as keep a file within one compose call (1 for a
     file of at most 32 parts, or parts that a resumable upload cannot take as chunks)."""
-    parts = -(-size // part_size) if size else 0
     if part_size % CHUNK_ALIGN:
         return 1
-    return max(1, -(-parts // COMPOSE_MAX))
+    return max(1, -(-part_count(size, part_size) // COMPOSE_MAX))
 
 
 def parse_gcs_url(url: str) -> tuple[str, str]:
@@ -233,8 +233,7 @@ class GCSUpload(UnreadableParts):
         return max(0, min(self.group_parts * self.part_size, self.size - start))
 
     def _groups_total(self) -> int:
-        parts = -(-self.size // self.part_size) if self.size else 0
-        return -(-parts // self.group_parts)
+        return -(-part_count(self.size, self.part_size) // self.group_parts)
 
     def _record(self, engine: dict[str, Any] | None) -> dict[str, Any]:
         return {
@@ -247,7 +246,7 @@ class GCSUpload(UnreadableParts):
         }
 
     def done_parts(self) -> set[int]:
-        parts = -(-self.size // self.part_size) if self.size else 0
+        parts = part_count(self.size, self.part_size)
         with self._lock:
             groups = set(self._parts)
         k = self.group_parts
@@ -263,10 +262,9 @@ class GCSUpload(UnreadableParts):
             raise _error(exc, self.name, f"upload part {index + 1} to", self._store.url) from None
 
     def _send(
-        self, session: object, group: int, index: int, data: memoryview, last: bool
+        self, session: str, group: int, index: int, data: memoryview, last: bool
     ) -> int | None:
         """Part ``index`` as the next chunk of its group's resumable upload."""
-        assert isinstance(session, str)
         offset = (index - group * self.group_parts) * self.part_size
         total = self._group_len(group) if last else None
         name = self._store._rel(self._part_key(group))
@@ -299,7 +297,7 @@ class GCSUpload(UnreadableParts):
         if missing:
             raise DestinationError(
                 f"cannot publish: part {missing[0] * self.group_parts + 1} of"
-                f" {-(-self.size // self.part_size)} is not at {self._store.url}",
+                f" {part_count(self.size, self.part_size)} is not at {self._store.url}",
                 file=self.name,
                 hint="run again to fetch it",
             )

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import DestinationError
+from ..transfer.resume_state import part_count
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ WAIT_STEP = 0.2
 
 @dataclass
 class _Session:
-    handle: object | None  # the store's handle of the group's upload, once opened
+    handle: str | None  # the group's upload (its URL), once opened
     next: int  # the part to send next
     failed: bool = False
 
@@ -45,8 +46,8 @@ class _Session:
 class GroupWriter:
     """Sends the parts of each group in index order, whichever threads write them.
 
-    ``open_group(group)`` opens a group's upload and returns the store's handle for it;
-    ``send(handle, group, index, data, last)`` sends one part and returns the finished
+    ``open_group(group)`` opens a group's upload and returns its URL;
+    ``send(url, group, index, data, last)`` sends one part and returns the finished
     object's generation when ``last`` (else None).  ``on_done(group, generation)`` is
     called once a group's object is complete.
     """
@@ -57,13 +58,13 @@ class GroupWriter:
         size: int,
         part_size: int,
         group: int,
-        open_group: Callable[[int], object],
-        send: Callable[[object, int, int, memoryview, bool], int | None],
+        open_group: Callable[[int], str],
+        send: Callable[[str, int, int, memoryview, bool], int | None],
         on_done: Callable[[int, int], None],
     ):
         self.name, self.size, self.part_size, self.group = name, size, part_size, group
         self._open, self._send, self._on_done = open_group, send, on_done
-        self._parts = -(-size // part_size) if size else 0
+        self._parts = part_count(size, part_size)
         self._turn = threading.Condition()
         self._sessions: dict[int, _Session] = {}
         self._stopped = False

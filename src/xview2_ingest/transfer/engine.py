@@ -60,7 +60,7 @@ from .buffers import Buffer, BufferPool
 from .digest import Digest
 from .http import HttpClient, Remote, RetryPolicy, SequentialStream
 from .ratelimit import limiter_for
-from .resume_state import InvalidState, engine_state
+from .resume_state import InvalidState, engine_state, part_count
 from .seed import same_file
 from .spans import SpanFetcher
 from .stopping import STOP
@@ -570,7 +570,7 @@ class FileTransfer:
         due = force or now - self._last_checkpoint >= self.engine.checkpoint_interval
         if not due and group == 1:
             return
-        last = math.ceil((self.remote.size or 0) / self.part_size)
+        last = part_count(self.remote.size or 0, self.part_size)
         if self.hashed % group == 0 or self.hashed == last:
             self._durable_state = {
                 "identity": self.remote.identity(),
